@@ -1,0 +1,1 @@
+"""pytest fixtures for the Bitrix24 portal emulator (registered through the pytest11 entry point)."""

@@ -1,0 +1,1 @@
+"""The Dagster layer: resource, op and asset factories, Parquet IO, checks, schedules."""
