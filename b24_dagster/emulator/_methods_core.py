@@ -1,0 +1,196 @@
+"""The method framework (context, results, errors, registry) and the core methods.
+
+A method is a function ``(ctx, params) -> Result`` registered under its lower-case name
+with its scope, whether it writes, and the API versions it exists in. It raises
+:class:`ApiError` to fail the way a portal does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._entities import USERS
+from ._jsonout import DateFormatter
+
+if TYPE_CHECKING:
+    from ._settings import PortalSettings
+    from ._store import Store
+
+__all__ = ["ApiError", "Context", "MethodSpec", "REGISTRY", "Result", "method", "v3_error"]
+
+
+class ApiError(Exception):
+    """A failed call: HTTP status, error code and description (v2 shape).
+
+    ``v3_code`` (the ``BITRIX_REST_V3_EXCEPTION_...`` suffix) and ``validation`` are used
+    when the call was made under ``/rest/api/``.
+    """
+
+    def __init__(self, status: int, code: str, description: str = "", *,
+                 v3_code: str | None = None, validation: list[dict[str, str]] | None = None) -> None:
+        super().__init__(f"{code}: {description}")
+        self.status = status
+        self.code = code
+        self.description = description
+        self.v3_code = v3_code
+        self.validation = validation
+
+    def body_v2(self) -> dict[str, Any]:
+        """``{"error": code, "error_description": text}``."""
+        return {"error": self.code, "error_description": self.description}
+
+    def body_v3(self) -> dict[str, Any]:
+        """``{"error": {"code": ..., "message": ..., "validation": [...]}}``."""
+        err: dict[str, Any] = {"code": self.v3_code or self.code, "message": self.description}
+        if self.validation is not None:
+            err["validation"] = self.validation
+        return {"error": err}
+
+
+def v3_error(status: int, name: str, message: str,
+             validation: list[dict[str, str]] | None = None) -> ApiError:
+    """A v3 error ``BITRIX_REST_V3_EXCEPTION_<name>``."""
+    code = f"BITRIX_REST_V3_EXCEPTION_{name}"
+    return ApiError(status, code, message, v3_code=code, validation=validation)
+
+
+@dataclass(slots=True)
+class Result:
+    """What a method returns: ``data`` (may contain ``Raw`` fragments), list paging, write flag."""
+
+    data: Any
+    total: int | None = None
+    next: int | None = None
+    wrote: bool = False
+
+
+@dataclass(slots=True)
+class Context:
+    """What a method may use: the state, the settings, the time of the call, the caller."""
+
+    store: Store
+    settings: PortalSettings
+    now: float
+    fmt: DateFormatter
+    api_version: int = 2
+    user_id: int = 1
+
+
+Handler = Callable[[Context, dict[str, Any]], Result]
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """A registered method."""
+
+    name: str
+    handler: Handler
+    scope: str
+    writes: bool = False
+    versions: frozenset[int] = field(default_factory=lambda: frozenset({2}))
+
+
+#: All methods by lower-case name and API version: ``REGISTRY[(2, "crm.item.get")]``.
+REGISTRY: dict[tuple[int, str], MethodSpec] = {}
+
+
+def method(name: str, scope: str, *, writes: bool = False,
+           versions: tuple[int, ...] = (2,)) -> Callable[[Handler], Handler]:
+    """Register a method handler under ``name`` for the given API versions."""
+
+    def deco(fn: Handler) -> Handler:
+        spec = MethodSpec(name, fn, scope, writes, frozenset(versions))
+        for v in versions:
+            REGISTRY[(v, name.lower())] = spec
+        return fn
+
+    return deco
+
+
+# ---- core methods ------------------------------------------------------------------------
+
+def user_record(ctx: Context, user_id: int) -> dict[str, Any]:
+    """A user as ``user.current`` / ``user.get`` show it (UPPER keys, string ids)."""
+    name, last, email, position = USERS.get(user_id, ("User", str(user_id), "", ""))
+    return {
+        "ID": str(user_id), "ACTIVE": True, "NAME": name, "LAST_NAME": last, "EMAIL": email,
+        "LAST_LOGIN": ctx.fmt(ctx.now), "DATE_REGISTER": ctx.fmt(1690848000),
+        "IS_ONLINE": "Y", "TIMESTAMP_X": "", "LAST_ACTIVITY_DATE": "", "PERSONAL_GENDER": "",
+        "PERSONAL_BIRTHDAY": "", "WORK_POSITION": position, "UF_EMPLOYMENT_DATE": "",
+        "UF_DEPARTMENT": [1],
+    }
+
+
+@method("server.time", "")
+def server_time(ctx: Context, params: dict[str, Any]) -> Result:
+    """The portal's clock, ISO 8601 with offset."""
+    return Result(ctx.fmt(ctx.now))
+
+
+@method("user.current", "user_basic")
+def user_current(ctx: Context, params: dict[str, Any]) -> Result:
+    """The webhook's user."""
+    return Result(user_record(ctx, ctx.user_id))
+
+
+@method("user.get", "user_basic")
+def user_get(ctx: Context, params: dict[str, Any]) -> Result:
+    """The portal's users (filter by ``ID`` only), 50 a page."""
+    filt = params.get("filter") or params.get("FILTER") or {}
+    wanted = filt.get("ID") if isinstance(filt, dict) else None
+    ids = sorted(USERS)
+    if wanted is not None:
+        wanted_set = {str(w) for w in (wanted if isinstance(wanted, list) else [wanted])}
+        ids = [i for i in ids if str(i) in wanted_set]
+    return Result([user_record(ctx, i) for i in ids], total=len(ids))
+
+
+@method("profile", "")
+def profile(ctx: Context, params: dict[str, Any]) -> Result:
+    """Basic information about the webhook's user."""
+    name, last, _, _ = USERS.get(ctx.user_id, ("User", "", "", ""))
+    return Result({"ID": str(ctx.user_id), "ADMIN": True, "NAME": name, "LAST_NAME": last,
+                   "PERSONAL_GENDER": "", "TIME_ZONE": "", "TIME_ZONE_OFFSET": ctx.settings.utc_offset})
+
+
+@method("scope", "")
+def scope(ctx: Context, params: dict[str, Any]) -> Result:
+    """The webhook's scopes (``full=true``: every scope the portal knows)."""
+    from ._settings import ALL_SCOPES
+
+    full = str(params.get("full", "")).lower() in ("1", "true", "y")
+    return Result(sorted(ALL_SCOPES if full else ctx.settings.scopes))
+
+
+@method("methods", "")
+def methods(ctx: Context, params: dict[str, Any]) -> Result:
+    """The v2 methods available to the webhook."""
+    names = sorted(spec.name for (v, _), spec in REGISTRY.items()
+                   if v == 2 and (not spec.scope or spec.scope in ctx.settings.scopes))
+    return Result(names)
+
+
+@method("app.info", "")
+def app_info(ctx: Context, params: dict[str, Any]) -> Result:
+    """What a webhook reports as its application."""
+    return Result({"ID": 0, "CODE": "", "VERSION": 1, "STATUS": "L", "INSTALLED": True,
+                   "PAYMENT_EXPIRED": "N", "DAYS": None, "LICENSE": "ru_project",
+                   "LICENSE_TYPE": "project", "LICENSE_FAMILY": "project"})
+
+
+@method("rest.scope.list", "", versions=(3,))
+def rest_scope_list(ctx: Context, params: dict[str, Any]) -> Result:
+    """v3: the webhook's scopes."""
+    return Result({"items": sorted(ctx.settings.scopes)})
+
+
+@method("department.get", "department")
+def department_get(ctx: Context, params: dict[str, Any]) -> Result:
+    """The portal's one department (enough for ``$result[user][UF_DEPARTMENT][0]`` chains)."""
+    wanted = params.get("ID", params.get("id"))
+    rows = [{"ID": "1", "NAME": "Company", "SORT": 500, "UF_HEAD": "1"}]
+    if wanted not in (None, "") and str(wanted) != "1":
+        rows = []
+    return Result(rows, total=len(rows))

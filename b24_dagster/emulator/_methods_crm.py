@@ -1,0 +1,437 @@
+"""CRM methods: ``crm.item.*`` (typed camelCase) and ``crm.{deal,lead,contact,company}.*`` (legacy).
+
+Both views read and write the same canonical records. Validation fails as a portal does,
+so that bulk loads get per-row failures naturally: an unknown ``entityTypeId``, a wrong id,
+a responsible user who does not exist, a stage the pipeline does not have, an e-mail that is
+not an address, a company without a title, a contact without a name, a value of the wrong type.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ._entities import (
+    ENTITIES,
+    ENTITY_BY_NAME,
+    USERS,
+    Entity,
+    Field,
+    coerce,
+    item_view,
+    legacy_view,
+    materialize,
+    to_row,
+)
+from ._filters import (
+    FilterError,
+    Query,
+    compile_filter,
+    compile_order,
+    crm_schema,
+    parse_date,
+    run_query,
+)
+from ._jsonout import Raw, dumps
+from ._methods_core import ApiError, Context, Result, method
+
+__all__ = ["item_text"]
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CACHE_MAX = 100_000
+_SCHEMAS: dict[tuple[int, bool, int], Any] = {}
+
+
+def _schema(entity: Entity, item: bool, tz: int) -> Any:
+    key = (entity.type_id, item, tz)
+    s = _SCHEMAS.get(key)
+    if s is None:
+        s = _SCHEMAS[key] = crm_schema(entity, item=item, tz_offset=tz)
+    return s
+
+
+def _int_param(params: dict[str, Any], *names: str) -> int | None:
+    for n in names:
+        v = params.get(n)
+        if v is not None and v != "":
+            try:
+                return int(str(v).strip())
+            except ValueError:
+                return None
+    return None
+
+
+def _entity_of(params: dict[str, Any]) -> Entity:
+    etid = _int_param(params, "entityTypeId", "ENTITY_TYPE_ID", "entityTypeID")
+    entity = ENTITIES.get(etid) if etid is not None else None
+    if entity is None:
+        raise ApiError(400, "NOT_FOUND", "Smart process not found")
+    return entity
+
+
+def item_text(ctx: Context, entity: Entity, id_: int, row: tuple[Any, ...]) -> Raw:
+    """The serialized crm.item view of a row, from the cache when it is there."""
+    cache = ctx.store.tables[entity.name].cache
+    raw = cache.get(id_)
+    if raw is None:
+        view = item_view(entity, materialize(entity, row), ctx.fmt)
+        raw = Raw(dumps(view), view)
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[id_] = raw
+    return raw
+
+
+# ---- writes -----------------------------------------------------------------------------
+
+def _fail(item: bool, f: Field | None, message: str, required: bool = False) -> ApiError:
+    if item:
+        code = "CRM_FIELD_ERROR_REQUIRED" if required else "CRM_FIELD_ERROR_VALUE_NOT_VALID"
+        return ApiError(400, code, message)
+    return ApiError(400, "", message)
+
+
+def _multifields(ctx: Context, fields: dict[str, Any], item: bool, old: list[Any]) -> list[Any] | None:
+    """New multi-field values from ``fm`` (crm.item) or ``PHONE``/``EMAIL`` (legacy); None if absent."""
+    entries: list[tuple[str, dict[str, Any]]] = []
+    present = False
+    if item and "fm" in fields:
+        present = True
+        for v in _values(fields["fm"]):
+            if isinstance(v, dict):
+                entries.append((str(v.get("typeId", "")).upper(), v))
+    for typ in ("PHONE", "EMAIL"):
+        key = typ if typ in fields else typ.lower() if item and typ.lower() in fields else None
+        if key is None:
+            continue
+        present = True
+        for v in _values(fields[key]):
+            entries.append((typ, v if isinstance(v, dict) else {"VALUE": v}))
+    if not present:
+        return None
+    kept = list(old)
+    for typ, v in entries:
+        value = v.get("value", v.get("VALUE"))
+        vtype = str(v.get("valueType", v.get("VALUE_TYPE")) or "WORK").upper()
+        mid = v.get("id", v.get("ID"))
+        if typ not in ("PHONE", "EMAIL", "WEB", "IM"):
+            raise _fail(item, None, f"Unknown multi-field type '{typ}'")
+        if mid not in (None, "") and str(mid).lstrip("-").isdigit():
+            mid = int(str(mid))
+            kept = [m for m in kept if m[0] != mid]
+            if value in (None, ""):
+                continue
+        elif value in (None, ""):
+            continue
+        value = str(value).strip()
+        if typ == "EMAIL" and not _EMAIL.match(value):
+            raise _fail(item, None, f"E-mail address '{value}' is invalid.")
+        if typ == "PHONE" and not re.search(r"\d", value):
+            raise _fail(item, None, f"Phone number '{value}' is invalid.")
+        kept.append((ctx.store.next_counter("fm"), typ, vtype, value))
+    return kept
+
+
+def _values(v: Any) -> list[Any]:
+    if isinstance(v, list):
+        return v
+    if isinstance(v, dict):
+        return list(v.values()) if all(str(k).isdigit() for k in v) else [v]
+    return [v]
+
+
+def _apply(ctx: Context, entity: Entity, rec: dict[str, Any], fields: dict[str, Any], item: bool,
+           *, adding: bool) -> None:
+    """Validate ``fields`` and apply them to the canonical record ``rec`` (in place)."""
+    tz = ctx.settings.utc_offset
+    old_stage = rec.get("stageId")
+    for name, value in fields.items():
+        f = entity.resolve(str(name), item=item)
+        if f is None or f.read_only or f.constant or f.kind == "fm":
+            continue
+        try:
+            v = coerce(f, value, lambda x: parse_date(x, tz))
+        except ValueError as exc:
+            label = f.camel if item else f.upper
+            raise _fail(item, f, f"Invalid value of field '{label}': {exc}") from None
+        if f.type == "user" and v is not None and not f.multiple and v not in USERS:
+            label = f.camel if item else f.upper
+            raise _fail(item, f, f"User with ID {v} not found (field '{label}').")
+        if f.camel == "stageId" and entity.stages is not None and v not in entity.stages:
+            label = f.camel if item else f.upper
+            raise _fail(item, f, f"Stage '{v}' does not exist (field '{label}').")
+        if f.camel == "categoryId" and v not in (None, 0):
+            raise _fail(item, f, f"Category with ID {v} not found.")
+        rec[f.camel or f.upper or ""] = v
+    if "fm" in rec:
+        fm = _multifields(ctx, fields, item, rec.get("fm") or [])
+        if fm is not None:
+            rec["fm"] = fm
+    if entity.name == "company" and not str(rec.get("title") or "").strip():
+        raise _fail(item, entity.by_camel["title"],
+                    'The field "Company name" is required.' if item else "Company name is not specified.",
+                    required=True)
+    if entity.name == "contact" and not any(str(rec.get(k) or "").strip()
+                                            for k in ("name", "lastName", "secondName")):
+        raise _fail(item, entity.by_camel["name"],
+                    'The field "First name" or "Last name" is required.', required=True)
+    now = int(ctx.now)
+    rec["updatedTime"] = now
+    rec["updatedBy"] = ctx.user_id
+    if adding:
+        rec["createdTime"] = now
+        rec["createdBy"] = ctx.user_id
+        if rec.get("assignedById") is None:
+            rec["assignedById"] = ctx.user_id
+    if "movedTime" in rec and (adding or rec.get("stageId") != old_stage):
+        rec["movedTime"] = now
+        rec["movedBy"] = ctx.user_id
+
+
+def _fields_param(params: dict[str, Any], item: bool) -> dict[str, Any]:
+    fields = params.get("fields", params.get("FIELDS"))
+    if isinstance(fields, list) and not fields:
+        fields = {}
+    if not isinstance(fields, dict):
+        if item:
+            raise ApiError(400, "100", "Could not find value for parameter {fields}")
+        raise ApiError(400, "", "Parameter 'fields' must be array.")
+    return fields
+
+
+def _add(ctx: Context, entity: Entity, fields: dict[str, Any], item: bool) -> tuple[int, tuple[Any, ...]]:
+    rec = {entity.key(f): (list(f.default) if isinstance(f.default, list) else f.default)
+           for f in entity.fields}
+    _apply(ctx, entity, rec, fields, item, adding=True)
+    id_ = ctx.store.new_id(entity.name)
+    rec["id"] = id_
+    if entity.name in ("deal", "lead") and not str(rec.get("title") or "").strip():
+        rec["title"] = f"{entity.name.capitalize()} #{id_}"
+    entity.derive(rec)
+    row = to_row(entity, rec)
+    ctx.store.put(entity.name, id_, row)
+    return id_, row
+
+
+def _update(ctx: Context, entity: Entity, id_: int, fields: dict[str, Any], item: bool) -> tuple[Any, ...]:
+    row = ctx.store.tables[entity.name].get(id_)
+    if row is None:
+        raise ApiError(400, "NOT_FOUND", "Element not found") if item else ApiError(400, "", "Not found")
+    rec = materialize(entity, row)
+    _apply(ctx, entity, rec, fields, item, adding=False)
+    entity.derive(rec)
+    new_row = to_row(entity, rec)
+    ctx.store.put(entity.name, id_, new_row)
+    return new_row
+
+
+# ---- crm.item.* --------------------------------------------------------------------------
+
+def _id_param(params: dict[str, Any], item: bool) -> int:
+    id_ = _int_param(params, "id", "ID")
+    if id_ is None:
+        if item:
+            raise ApiError(400, "100", "Could not find value for parameter {id}")
+        raise ApiError(400, "", "ID is not defined or invalid.")
+    return id_
+
+
+@method("crm.item.add", "crm", writes=True)
+def crm_item_add(ctx: Context, params: dict[str, Any]) -> Result:
+    """Create an item; answers ``{"item": {...}}``."""
+    entity = _entity_of(params)
+    id_, row = _add(ctx, entity, _fields_param(params, True), True)
+    return Result({"item": item_text(ctx, entity, id_, row)}, wrote=True)
+
+
+@method("crm.item.get", "crm")
+def crm_item_get(ctx: Context, params: dict[str, Any]) -> Result:
+    """One item; 400 ``NOT_FOUND`` for a wrong id."""
+    etid, id_text = params.get("entityTypeId"), params.get("id")
+    if type(etid) is str and type(id_text) is str and etid.isdigit() and id_text.isdigit():
+        entity = ENTITIES.get(int(etid)) or _entity_of(params)   # the common form, decoded fast
+        id_ = int(id_text)
+    else:
+        entity = _entity_of(params)
+        id_ = _id_param(params, True)
+    table = ctx.store.tables[entity.name]
+    raw = table.cache.get(id_)
+    if raw is None:
+        row = table.rows.get(id_)
+        if row is None:
+            raise ApiError(400, "NOT_FOUND", "Element not found")
+        raw = item_text(ctx, entity, id_, row)
+    wrapped = raw.wrapped
+    if wrapped is None:
+        item = raw
+        wrapped = raw.wrapped = Raw('{"item":' + raw.text + "}", factory=lambda: {"item": item.value})
+    return Result(wrapped)
+
+
+@method("crm.item.update", "crm", writes=True)
+def crm_item_update(ctx: Context, params: dict[str, Any]) -> Result:
+    """Change an item; answers the whole changed item."""
+    entity = _entity_of(params)
+    id_ = _id_param(params, True)
+    row = _update(ctx, entity, id_, _fields_param(params, True), True)
+    return Result({"item": item_text(ctx, entity, id_, row)}, wrote=True)
+
+
+@method("crm.item.delete", "crm", writes=True)
+def crm_item_delete(ctx: Context, params: dict[str, Any]) -> Result:
+    """Delete an item; answers ``[]`` as the portal does."""
+    entity = _entity_of(params)
+    id_ = _id_param(params, True)
+    if not ctx.store.delete(entity.name, id_):
+        raise ApiError(400, "NOT_FOUND", "Element not found")
+    return Result([], wrote=True)
+
+
+def _list_args(params: dict[str, Any], item: bool) -> tuple[dict[str, Any], Any, Any, int]:
+    filt = params.get("filter", params.get("FILTER", {}))
+    order = params.get("order", params.get("ORDER", {}))
+    select = params.get("select", params.get("SELECT"))
+    for name, value in (("filter", filt), ("order", order)):
+        if isinstance(value, list) and not value:
+            continue
+        if not isinstance(value, dict):
+            if item:
+                raise ApiError(400, "INVALID_ARG_VALUE", f"Invalid {name}: must be an array")
+            raise ApiError(400, "", f"Parameter '{name}' must be array.")
+    start_raw = params.get("start", params.get("START", 0))
+    try:
+        start = int(str(start_raw or 0))
+    except ValueError:
+        start = 0
+    start = -1 if start < 0 else start
+    return (filt if isinstance(filt, dict) else {}), (order or {}), select, start
+
+
+def _select_fields(entity: Entity, select: Any, item: bool) -> list[Field] | None:
+    """Fields to show (None = all of the view); unknown names are dropped."""
+    if select is None or select == "" or select == []:
+        return None if item else [f for f in entity.legacy_fields if not f.upper.startswith("UF_")]  # type: ignore[union-attr]
+    names = [str(s) for s in (select if isinstance(select, list) else
+                              list(select.values()) if isinstance(select, dict) else [select])]
+    pool = entity.item_fields if item else entity.legacy_fields
+    if "*" in names and item:
+        return None
+    chosen: set[str] = set()
+    for n in names:
+        if n == "*":
+            chosen.update(entity.key(f) for f in pool if not (f.upper or "").startswith("UF_"))
+        elif n.upper() == "UF_*":
+            chosen.update(entity.key(f) for f in pool if (f.upper or "").startswith("UF_"))
+        else:
+            f = entity.resolve(n, item=item)
+            if f is not None:
+                chosen.add(entity.key(f))
+    chosen.add("id")
+    return [f for f in pool if entity.key(f) in chosen]
+
+
+def _query(ctx: Context, entity: Entity, params: dict[str, Any], item: bool) -> tuple[list[Any], int, int | None, Any]:
+    filt, order, select, start = _list_args(params, item)
+    schema = _schema(entity, item, ctx.settings.utc_offset)
+    try:
+        conds = compile_filter(schema, filt, strict=item)
+        ords = compile_order(schema, order, strict=item)
+    except FilterError as exc:
+        raise ApiError(400, "INVALID_ARG_VALUE",
+                       f"Invalid {exc.where}: field '{exc.field}' is not allowed in {exc.where}") from None
+    rows, total, nxt = run_query(ctx.store.tables[entity.name], schema,
+                                 Query(conds, ords, start, ctx.settings.page_size))
+    return rows, total, nxt, select
+
+
+@method("crm.item.list", "crm")
+def crm_item_list(ctx: Context, params: dict[str, Any]) -> Result:
+    """A page of items: ``{"items": [...]}`` with ``total``/``next``."""
+    entity = _entity_of(params)
+    rows, total, nxt, select = _query(ctx, entity, params, True)
+    fields = _select_fields(entity, select, True)
+    if fields is None:
+        items: list[Any] = [item_text(ctx, entity, row[0], row) for row in rows]
+    else:
+        items = [item_view(entity, materialize(entity, row), ctx.fmt, fields) for row in rows]
+    return Result({"items": items}, total=total, next=nxt)
+
+
+@method("crm.item.fields", "crm")
+def crm_item_fields(ctx: Context, params: dict[str, Any]) -> Result:
+    """Field descriptions keyed by camelCase name, with ``upperName``."""
+    entity = _entity_of(params)
+    out = {}
+    for f in entity.item_fields:
+        d = _describe(f)
+        d["upperName"] = f.upper or _upper(f.camel or "")
+        out[f.camel] = d
+    return Result({"fields": out})
+
+
+def _upper(camel: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", camel).upper()
+
+
+def _describe(f: Field) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "type": f.type, "isRequired": f.required, "isReadOnly": f.read_only,
+        "isImmutable": f.camel in ("id", "createdTime", "createdBy"), "isMultiple": f.multiple,
+        "isDynamic": (f.upper or "").startswith("UF_"), "title": f.title,
+    }
+    if f.type == "crm_status" and f.camel == "stageId":
+        d["statusType"] = "DEAL_STAGE" if f.upper == "STAGE_ID" else "STATUS"
+    return d
+
+
+# ---- legacy crm.<entity>.* ---------------------------------------------------------------
+
+def _register_legacy(entity: Entity) -> None:
+    prefix = f"crm.{entity.name}"
+
+    @method(f"{prefix}.add", "crm", writes=True)
+    def add(ctx: Context, params: dict[str, Any]) -> Result:
+        id_, _ = _add(ctx, entity, _fields_param(params, False), False)
+        return Result(id_, wrote=True)
+
+    @method(f"{prefix}.get", "crm")
+    def get(ctx: Context, params: dict[str, Any]) -> Result:
+        row = ctx.store.tables[entity.name].get(_id_param(params, False))
+        if row is None:
+            raise ApiError(400, "", "Not found")
+        return Result(legacy_view(entity, materialize(entity, row), ctx.fmt))
+
+    @method(f"{prefix}.update", "crm", writes=True)
+    def update(ctx: Context, params: dict[str, Any]) -> Result:
+        _update(ctx, entity, _id_param(params, False), _fields_param(params, False), False)
+        return Result(True, wrote=True)
+
+    @method(f"{prefix}.delete", "crm", writes=True)
+    def delete(ctx: Context, params: dict[str, Any]) -> Result:
+        if not ctx.store.delete(entity.name, _id_param(params, False)):
+            raise ApiError(400, "", "Not found")
+        return Result(True, wrote=True)
+
+    @method(f"{prefix}.list", "crm")
+    def list_(ctx: Context, params: dict[str, Any]) -> Result:
+        rows, total, nxt, select = _query(ctx, entity, params, False)
+        fields = _select_fields(entity, select, False)
+        names = {str(s).upper() for s in (select if isinstance(select, list) else [])}
+        multi = bool(names & {"PHONE", "EMAIL", "FM"})
+        out = [legacy_view(entity, materialize(entity, row), ctx.fmt, fields, multifields=multi)
+               for row in rows]
+        return Result(out, total=total, next=nxt)
+
+    @method(f"{prefix}.fields", "crm")
+    def fields_(ctx: Context, params: dict[str, Any]) -> Result:
+        out = {f.upper: _describe(f) for f in entity.legacy_fields}
+        if "fm" in entity.by_camel:
+            for typ, title in (("PHONE", "Phone"), ("EMAIL", "E-mail")):
+                out[typ] = {"type": "crm_multifield", "isRequired": False, "isReadOnly": False,
+                            "isImmutable": False, "isMultiple": True, "isDynamic": False,
+                            "title": title}
+        return Result(out)
+
+
+for _entity in ENTITY_BY_NAME.values():
+    _register_legacy(_entity)
