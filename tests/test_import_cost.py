@@ -1,4 +1,4 @@
-"""`import b24_dagster` and its client part must not pull in dagster, dbt or pandas."""
+"""`import b24_dagster` and its client part must not pull in dagster, dbt, pandas or pyarrow."""
 
 from __future__ import annotations
 
@@ -15,3 +15,14 @@ def _modules_after(statement: str) -> set[str]:
 def test_package_import_pulls_in_no_framework() -> None:
     loaded = _modules_after("import b24_dagster")
     assert not {"dagster", "pandas", "dbt"} & {m.split(".")[0] for m in loaded}
+
+
+def test_package_import_pulls_in_no_pyarrow() -> None:
+    # pyarrow is loaded when a result is first converted to Arrow, not on import.
+    loaded = _modules_after("import b24_dagster; from b24_dagster import Bitrix24Client")
+    assert "pyarrow" not in {m.split(".")[0] for m in loaded}
+
+
+def test_client_import_pulls_in_no_framework() -> None:
+    loaded = _modules_after("from b24_dagster.client import Bitrix24Client")
+    assert not {"dagster", "pandas", "dbt", "pyarrow"} & {m.split(".")[0] for m in loaded}

@@ -1,0 +1,191 @@
+"""Wire failures over real sockets, against a tiny scripted HTTP server.
+
+The emulator shows a portal's behaviour; this server shows what a network or a proxy in
+front of a portal can do: answer with a redirect or an HTML page, drop the connection after
+reading a request, or not answer in time. Each connection answers with the next step of a
+script.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from b24_dagster import Bitrix24Client
+from b24_dagster.client import RetryPolicy
+from b24_dagster.errors import ConnectError, OutcomeUnknownError, ProtocolError
+
+CODE = "socketcode123456"
+OK = b'{"result":{"item":{"id":1}},"time":{"start":1.0,"operating":0.01}}'
+
+
+def _answer(status: str, body: bytes, extra: str = "") -> bytes:
+    return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+
+
+class ScriptServer:
+    """Serves one scripted step per request: ``ok``, ``drop``, ``slow``, ``redirect``, ``html``."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.script: list[str] = []
+        self.requests: list[bytes] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/rest/1/{CODE}/"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
+
+    def _read_request(self, f: socket.SocketIO | object) -> bytes | None:
+        reader = f  # a buffered reader
+        head = b""
+        while True:
+            line = reader.readline()  # type: ignore[attr-defined]
+            if not line:
+                return None
+            head += line
+            if line in (b"\r\n", b"\n"):
+                break
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        return head + reader.read(length)  # type: ignore[attr-defined]
+
+    def _conn(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        try:
+            while True:
+                request = self._read_request(reader)
+                if request is None:
+                    return
+                self.requests.append(request)
+                step = self.script.pop(0) if self.script else "ok"
+                if step == "drop":
+                    return
+                if step == "slow":
+                    self._stop.wait(1.0)
+                    return
+                if step == "redirect":
+                    conn.sendall(_answer("302 Found", b"", f"Location: https://elsewhere.example/rest/1/{CODE}/\r\n"))
+                elif step == "html":
+                    conn.sendall(_answer("502 Bad Gateway", b"<html><body>502</body></html>"))
+                else:
+                    conn.sendall(_answer("200 OK", OK))
+        except OSError:
+            return
+        finally:
+            reader.close()
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptServer]:
+    srv = ScriptServer()
+    yield srv
+    srv.close()
+
+
+def _client(url: str, **kwargs: object) -> Bitrix24Client:
+    kwargs.setdefault("requests_per_second", None)
+    kwargs.setdefault("retry", RetryPolicy(max_retries=2, backoff_base=0.01))
+    return Bitrix24Client(url, share_limits=False, **kwargs)  # type: ignore[arg-type]
+
+
+def test_keep_alive_connection_is_reused(server: ScriptServer) -> None:
+    with _client(server.url) as client:
+        for _ in range(5):
+            client.call("crm.item.get", {"id": 1})
+    assert len(server.requests) == 5
+    assert server.requests[0].startswith(f"POST /rest/1/{CODE}/crm.item.get HTTP/1.1".encode())
+    assert b"Connection: keep-alive" in server.requests[0]
+
+
+def test_connection_dropped_after_a_write_is_unknown(server: ScriptServer) -> None:
+    server.script = ["drop"]
+    with _client(server.url) as client, pytest.raises(OutcomeUnknownError) as info:
+        client.call("crm.item.add", {"fields": {"title": "x"}})
+    assert len(server.requests) == 1, "a write must not be sent twice"
+    assert CODE not in str(info.value) and client.stats.unknown_outcomes == 1
+
+
+def test_connection_dropped_after_a_read_is_retried(server: ScriptServer) -> None:
+    server.script = ["drop"]
+    with _client(server.url) as client:
+        assert client.call("crm.item.get", {"id": 1}).result == {"item": {"id": 1}}
+        assert client.stats.retries == 1
+    assert len(server.requests) == 2
+
+
+def test_read_timeout_write_unknown_read_retried(server: ScriptServer) -> None:
+    server.script = ["slow"]
+    with _client(server.url, timeout=(1.0, 0.3)) as client:
+        with pytest.raises(OutcomeUnknownError, match="no answer"):
+            client.call("crm.item.update", {"id": 1, "fields": {}})
+        server.script = ["slow"]
+        assert client.call("crm.item.list").status == 200
+
+
+def test_redirect_is_not_followed(server: ScriptServer) -> None:
+    server.script = ["redirect"]
+    with _client(server.url) as client, pytest.raises(ProtocolError, match="redirect") as info:
+        client.call("server.time")
+    assert len(server.requests) == 1
+    assert CODE not in str(info.value) and "elsewhere" not in str(info.value)
+
+
+def test_html_page_read_retried_write_unknown(server: ScriptServer) -> None:
+    server.script = ["html"]
+    with _client(server.url) as client:
+        assert client.call("server.time").status == 200
+        server.script = ["html"]
+        with pytest.raises(OutcomeUnknownError, match="HTML"):
+            client.call("crm.item.delete", {"id": 1})
+
+
+def test_refused_connection_is_retried_then_raised() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    with _client(f"http://127.0.0.1:{port}/rest/1/{CODE}/") as client, \
+            pytest.raises(ConnectError) as info:
+        client.call("crm.item.add", {"fields": {}})
+    assert client.stats.requests == 3  # a write that was never sent is safe to repeat
+    assert CODE not in str(info.value) and CODE not in repr(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_debug_logging_never_shows_the_code(server: ScriptServer,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    server.script = ["ok", "drop", "ok"]
+    with caplog.at_level(logging.DEBUG), _client(server.url) as client:
+        logging.getLogger().setLevel(logging.DEBUG)
+        client.call("server.time")
+        client.call("server.time")
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/rest/1/***/server.time" in text  # urllib3's request line, redacted
+    assert CODE not in text
+    assert CODE not in caplog.text
