@@ -33,7 +33,7 @@ def _run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> in
 
 def ensure_venv(extras: str) -> None:
     """Create `.venv` and install the project with `extras`, unless the stamp says it is done."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (dev.py runs on whatever python3 is)
         sys.exit(f"b24-dagster needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not PYTHON.exists():
         print(f"creating virtualenv in {VENV}", flush=True)

@@ -1,1 +1,60 @@
-"""The Dagster layer: resource, op and asset factories, Parquet IO, checks, schedules."""
+"""The Dagster layer: resource, op and asset factories, Parquet IO, checks, schedules.
+
+Imports `b24_dagster.client` and `b24_dagster.frames`; nothing below imports this package.
+"""
+
+from __future__ import annotations
+
+from b24_dagster.integration._batch_assets import (
+    FAILURE_RATE_CHECK as FAILURE_RATE_CHECK,
+)
+from b24_dagster.integration._batch_assets import (
+    UNKNOWN_CHECK as UNKNOWN_CHECK,
+)
+from b24_dagster.integration._batch_assets import (
+    Bitrix24BatchConfig as Bitrix24BatchConfig,
+)
+from b24_dagster.integration._batch_assets import (
+    build_bitrix24_batch_asset as build_bitrix24_batch_asset,
+)
+from b24_dagster.integration._batch_assets import (
+    build_bitrix24_batch_op as build_bitrix24_batch_op,
+)
+from b24_dagster.integration._batch_run import RESULT_SCHEMA as RESULT_SCHEMA
+from b24_dagster.integration._export_assets import PORTAL_TAG as PORTAL_TAG
+from b24_dagster.integration._export_assets import (
+    build_bitrix24_export_asset as build_bitrix24_export_asset,
+)
+from b24_dagster.integration._export_assets import (
+    build_bitrix24_export_schedule as build_bitrix24_export_schedule,
+)
+from b24_dagster.integration._parquet import ParquetStreamWriter as ParquetStreamWriter
+from b24_dagster.integration._parquet import read_parquet as read_parquet
+from b24_dagster.integration._resource import Bitrix24Plan as Bitrix24Plan
+from b24_dagster.integration._resource import Bitrix24Resource as Bitrix24Resource
+from b24_dagster.integration._resource import portal_env_var as portal_env_var
+from b24_dagster.integration._storage import BASE_ENV as BASE_ENV
+from b24_dagster.integration._storage import Bitrix24Storage as Bitrix24Storage
+from b24_dagster.integration._translator import Bitrix24AssetProps as Bitrix24AssetProps
+from b24_dagster.integration._translator import Bitrix24Translator as Bitrix24Translator
+
+__all__ = [
+    "BASE_ENV",
+    "FAILURE_RATE_CHECK",
+    "PORTAL_TAG",
+    "RESULT_SCHEMA",
+    "UNKNOWN_CHECK",
+    "Bitrix24AssetProps",
+    "Bitrix24BatchConfig",
+    "Bitrix24Plan",
+    "Bitrix24Resource",
+    "Bitrix24Storage",
+    "Bitrix24Translator",
+    "ParquetStreamWriter",
+    "build_bitrix24_batch_asset",
+    "build_bitrix24_batch_op",
+    "build_bitrix24_export_asset",
+    "build_bitrix24_export_schedule",
+    "portal_env_var",
+    "read_parquet",
+]

@@ -1,0 +1,156 @@
+"""Run the whole demo pipeline against the local Bitrix24 emulator.
+
+    python -m b24_dagster.demo            # materialize everything, then say where it all is
+    python -m b24_dagster.demo --ui       # ... then start the Dagster UI on the demo home
+    python -m b24_dagster.demo --stop     # stop the demo's local portal
+
+The Dagster home is `$DAGSTER_HOME` when set, else `.b24_dagster_home/` in the repository.
+With `BITRIX24_WEBHOOK_URL` set, the demo talks to that portal instead of the emulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from b24_dagster.demo._home import (
+    BASE_ENV,
+    DEFINITIONS_FILE,
+    REPO_ROOT,
+    WORKSPACE_FILE,
+    data_dir,
+    duckdb_path,
+    prepare_home,
+)
+from b24_dagster.demo._local_portal import LocalPortal, dagster_home, use_local_portal
+
+
+def _dagster_command() -> list[str]:
+    """The `dagster` CLI of this interpreter's environment."""
+    script = Path(sys.executable).parent / "dagster"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "dagster"]
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def materialize_all(env: dict[str, str], log_path: Path) -> int:
+    """`dagster asset materialize -f definitions.py --select '*'`: the pipeline in one run.
+
+    The full output goes to `log_path`; the terminal gets the INFO lines of the steps
+    (chunk progress, row counts) and every error.
+    """
+    command = [
+        *_dagster_command(), "asset", "materialize",
+        "-f", str(DEFINITIONS_FILE),
+        "--select", "*",
+    ]  # fmt: skip
+    print("+ dagster asset materialize -f definitions.py --select '*'", flush=True)
+    print(f"  (full log: {_display(log_path)})", flush=True)
+    tail: list[str] = []
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            tail = [*tail[-59:], line]
+            shown = _progress_line(line)
+            if shown:
+                print(shown, flush=True)
+        status = proc.wait()
+    if status != 0:
+        print("".join(tail), end="", file=sys.stderr)
+    return status
+
+
+def _progress_line(line: str) -> str | None:
+    """The part of a Dagster log line worth showing, or None."""
+    if " - INFO - " in line:
+        return "  " + line.rsplit(" - ", 1)[-1].rstrip()
+    if " - ERROR - " in line:
+        return "  ERROR " + line.rsplit(" - ", 1)[-1].rstrip()
+    return None
+
+
+def summarize(home: Path) -> str:
+    """Where the outputs are, what the import did, and how to open the UI."""
+    from b24_dagster.demo._summary import import_summary, parquet_files
+
+    base = data_dir(home)
+    lines = [f"Parquet files under {_display(base)}:"]
+    lines += [f"  {_display(p)}" for p in parquet_files(base)] or ["  (none)"]
+    lines.append(f"dbt DuckDB database: {_display(duckdb_path(home))}")
+    lines.append("  e.g. duckdb " + _display(duckdb_path(home)) + " -c 'from deals_by_stage_month'")
+    lines.append(import_summary(base))
+    dagster = _display(Path(_dagster_command()[0]))
+    lines.append("Open it in the Dagster UI:")
+    lines.append(
+        f"  DAGSTER_HOME={_display(home)} {dagster} dev -w {_display(WORKSPACE_FILE)}"
+        "   (or: python -m b24_dagster.demo --ui)"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m b24_dagster.demo`."""
+    parser = argparse.ArgumentParser(prog="python -m b24_dagster.demo", description=__doc__)
+    parser.add_argument(
+        "--home", type=Path, help="Dagster home (default: $DAGSTER_HOME or .b24_dagster_home)"
+    )
+    parser.add_argument("--ui", action="store_true", help="start the Dagster UI afterwards")
+    parser.add_argument("--no-run", action="store_true", help="skip the materialization")
+    parser.add_argument("--stop", action="store_true", help="stop the demo's local portal and exit")
+    args = parser.parse_args(argv)
+
+    home = prepare_home(args.home.resolve() if args.home else dagster_home())
+    os.environ["DAGSTER_HOME"] = str(home)
+    if args.stop:
+        stopped = LocalPortal.for_home(home).stop()
+        print("local portal stopped" if stopped else "no local portal was running")
+        return 0
+    os.environ.setdefault(BASE_ENV, str(data_dir(home)))
+    if use_local_portal(home):
+        print(f"Bitrix24 portal: the local emulator of {_display(home)} (state in b24_portal/)")
+    else:
+        print("Bitrix24 portal: the one BITRIX24_WEBHOOK_URL names")
+    env = dict(os.environ)
+
+    if not args.no_run:
+        started = time.monotonic()
+        status = materialize_all(env, home / "demo-run.log")
+        elapsed = time.monotonic() - started
+        if status != 0:
+            print(
+                f"the pipeline failed (exit status {status}) after {elapsed:.0f} s", file=sys.stderr
+            )
+            return status
+        print(f"\nThe pipeline ran in {elapsed:.0f} s.\n")
+    print(summarize(home), flush=True)
+
+    if args.ui:
+        command = [*_dagster_command(), "dev", "-w", str(WORKSPACE_FILE), "-h", "127.0.0.1"]
+        print("+ " + " ".join(command[1:]), flush=True)
+        os.chdir(REPO_ROOT)
+        os.execve(command[0], command, env)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

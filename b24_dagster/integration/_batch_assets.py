@@ -1,0 +1,323 @@
+"""Factories: a DataFrame of rows -> Bitrix24 commands in chunked batches -> a results asset.
+
+`build_bitrix24_batch_asset` makes an asset (with two asset checks) and
+`build_bitrix24_batch_op` an op for job users. Both send through `batch_by_chunk` with
+`halt_on_error=False` by default, unlike the client (whose default follows the JS SDK): a
+bulk load wants every row tried, and each row's outcome recorded. A materialization with
+failed rows still succeeds; the checks and the metadata say how many and why.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the compute functions' annotations.
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from b24_dagster.integration._batch_core import BatchSpec, RowFunction, run_batch_step
+from b24_dagster.integration._storage import Bitrix24Storage
+from b24_dagster.integration._translator import Bitrix24AssetProps, Bitrix24Translator
+
+__all__ = [
+    "FAILURE_RATE_CHECK",
+    "UNKNOWN_CHECK",
+    "Bitrix24BatchConfig",
+    "build_bitrix24_batch_asset",
+    "build_bitrix24_batch_op",
+]
+
+FAILURE_RATE_CHECK = "failure_rate_below_threshold"
+UNKNOWN_CHECK = "no_unknown_outcomes"
+
+SourceLoader = Callable[[dg.AssetExecutionContext], pd.DataFrame]
+
+
+class Bitrix24BatchConfig(dg.Config):
+    """Run configuration of a batch asset or op (the launchpad shows these)."""
+
+    mode: Literal["all", "redrive"] = Field(
+        default="all",
+        description=(
+            "all: send every command and replace the results. redrive: send again only the "
+            "commands whose latest status is error or not_run, and merge their new outcome."
+        ),
+    )
+    include_unknown: bool = Field(
+        default=False,
+        description=(
+            "In redrive mode, also send commands whose outcome is unknown. They may already "
+            "have been applied: only for idempotent methods (updates) or after checking."
+        ),
+    )
+    halt_on_error: bool | None = Field(
+        default=None,
+        description="Stop at the first failed command (default: the factory's, normally false).",
+    )
+
+
+def _spec(method: str | None, **kwargs: Any) -> BatchSpec:
+    fields = kwargs.get("fields")
+    if fields is not None and not isinstance(fields, Mapping):
+        kwargs["fields"] = {str(c): str(c) for c in fields}  # a list of columns: same names
+    return BatchSpec(method=method, **kwargs)
+
+
+def _checks(key: dg.AssetKey, threshold: float) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            FAILURE_RATE_CHECK,
+            asset=key,
+            description=f"At most {threshold:.1%} of the commands failed (error, not_run, unknown).",
+        ),
+        dg.AssetCheckSpec(
+            UNKNOWN_CHECK,
+            asset=key,
+            description="No command has an unknown outcome (sent, but its answer was lost).",
+        ),
+    ]
+
+
+def _check_results(key: dg.AssetKey, outcome: Any, threshold: float) -> list[dg.AssetCheckResult]:
+    tally = outcome.tally
+    unknown = tally.statuses["unknown"]
+    return [
+        dg.AssetCheckResult(
+            check_name=FAILURE_RATE_CHECK,
+            asset_key=key,
+            passed=tally.failure_rate <= threshold,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "failure_rate": dg.MetadataValue.float(round(tally.failure_rate, 6)),
+                "threshold": dg.MetadataValue.float(threshold),
+                "failed": tally.failed,
+                "commands": tally.commands,
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name=UNKNOWN_CHECK,
+            asset_key=key,
+            passed=unknown == 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"unknown": unknown, "commands": tally.commands},
+            description=None
+            if unknown == 0
+            else (
+                f"{unknown} commands may or may not have been applied by the portal; "
+                "reconcile them before re-sending (include_unknown)."
+            ),
+        ),
+    ]
+
+
+def build_bitrix24_batch_asset(
+    *,
+    name: str,
+    method: str | None,
+    source: dg.AssetKey | str | Sequence[str] | SourceLoader,
+    fields: Mapping[str, str] | Sequence[str] | None = None,
+    row_function: RowFunction | None = None,
+    fields_param: str | None = None,
+    id_column: str | None = None,
+    id_param: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    key_column: str | None = None,
+    nulls: str | None = None,
+    field_types: Mapping[str, Any] | None = None,
+    timezone: str | None = None,
+    halt_on_error: bool = False,
+    resumable: bool = True,
+    failure_rate_threshold: float = 0.05,
+    max_failures_shown: int = 20,
+    log_every_chunks: int | None = None,
+    key_prefix: Sequence[str] = ("bitrix24",),
+    translator: Bitrix24Translator | None = None,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    resource_key: str = "bitrix24",
+    storage_key: str = "bitrix24_storage",
+    pool: str | None = "bitrix24",
+    entity: str | None = None,
+) -> dg.AssetsDefinition:
+    """An asset that sends one Bitrix24 command per source row and records every outcome.
+
+    The results file (under `Bitrix24Storage`, `<base>/<asset key>.parquet`) has one row per
+    source row, in order: `command_index, command_key, method, chunk_index, status, result,
+    error_code, error_description, total, next` and the `key_column` (renamed `source_<name>`
+    if it clashes). Two checks come with it: `failure_rate_below_threshold` (WARN) and
+    `no_unknown_outcomes` (ERROR).
+
+    `halt_on_error` defaults to False here (the client's default is True, as in the JS SDK):
+    a bulk load wants every row tried, so one bad row does not leave the rest unsent.
+
+    Args:
+        name: the asset's name (its key is `[*key_prefix, name]` unless the translator says).
+        method: e.g. "crm.lead.add"; None when the source is a frame of commands with the
+            columns `method` and `params` (a dict per row).
+        source: the upstream asset whose value (a DataFrame, loaded by its IO manager) holds
+            the rows, or a function `(context) -> DataFrame`.
+        fields: columns to send, a list or a mapping column -> Bitrix24 field.
+        row_function: instead of `fields`, `row -> fields dict` (the row as a dict of plain
+            values), called once per row.
+        fields_param, id_column, id_param, params, nulls, field_types, timezone: passed to
+            `b24_dagster.frames.commands_from_frame` (see there): nulls "omit" or "empty",
+            field_types the entity's `*.fields` answer (Y/N booleans, dates, multi-fields).
+        key_column: a source column carried into the results so failures join back.
+        halt_on_error: stop at the first failed command (the rest become `not_run`).
+        resumable: record each chunk's outcome as it arrives, so that a step executed again
+            after a failure does not send the recorded chunks again (see docs/integration.md).
+        failure_rate_threshold: the WARN check fails above this share of failed rows.
+        max_failures_shown: rows of the `first_failures` metadata table.
+        log_every_chunks: progress log interval (default: every chunk up to 100 chunks).
+        translator: a `Bitrix24Translator` to change keys, groups, metadata, tags, kinds.
+        partitions_def: partitions (each partition has its own results file).
+        resource_key, storage_key: the resource keys of `Bitrix24Resource`/`Bitrix24Storage`.
+        pool: the Dagster concurrency pool of the step (limit it in the deployment settings).
+        entity: the CRM entity, for the translator's metadata.
+
+    Example:
+        ```python
+        leads = build_bitrix24_batch_asset(
+            name="lead_import", method="crm.lead.add", source="leads_csv",
+            fields={"title": "TITLE", "email": "EMAIL"}, key_column="external_id",
+        )
+        ```
+    Re-drive the failed rows (launchpad, or `dg.materialize(..., run_config=...)`), the op
+    being named after the asset key (`bitrix24__lead_import`):
+
+        ```python
+        run_config = {"ops": {"bitrix24__lead_import": {"config": {"mode": "redrive"}}}}
+        ```
+    """
+    translator = translator or Bitrix24Translator()
+    props = Bitrix24AssetProps(
+        name=name, kind="batch", method=method or "(commands)", entity=entity, key_prefix=tuple(key_prefix)
+    )
+    spec = translator.get_asset_spec(props)
+    batch = _spec(
+        method, fields=fields, fields_param=fields_param, id_column=id_column, id_param=id_param,
+        params=params, key_column=key_column, nulls=nulls, field_types=field_types,
+        row_function=row_function, timezone=timezone, halt_on_error=halt_on_error,
+        max_failures_shown=max_failures_shown, log_every_chunks=log_every_chunks,
+    )  # fmt: skip
+    loader = source if callable(source) and not isinstance(source, dg.AssetKey) else None
+    ins = {} if loader else {"rows": dg.AssetIn(key=dg.AssetKey.from_coercible(source))}  # type: ignore[arg-type]
+
+    def body(context: dg.AssetExecutionContext, config: Bitrix24BatchConfig, rows: pd.DataFrame) -> dg.MaterializeResult:
+        resource = getattr(context.resources, resource_key)
+        storage: Bitrix24Storage = getattr(context.resources, storage_key)
+        partition = context.partition_key if context.has_partition_key else None
+        path = storage.path_for(spec.key, partition)
+        run_spec = batch if config.halt_on_error is None else _with_halt(batch, config.halt_on_error)
+        outcome = run_batch_step(
+            spec=run_spec, frame=rows, client=resource.get_client(), path=path, log=context.log,
+            mode=config.mode, include_unknown=config.include_unknown,
+            request_id=f"{context.run.run_id[:8]}-{name}", label=name, journal=resumable,
+        )  # fmt: skip
+        return dg.MaterializeResult(
+            asset_key=spec.key,
+            metadata=outcome.metadata,
+            check_results=_check_results(spec.key, outcome, failure_rate_threshold),
+        )
+
+    decorator = dg.asset(
+        key=spec.key, ins=ins, description=spec.description, group_name=spec.group_name,
+        metadata=dict(spec.metadata), tags=dict(spec.tags), kinds=set(spec.kinds),
+        owners=list(spec.owners), check_specs=_checks(spec.key, failure_rate_threshold),
+        partitions_def=partitions_def, required_resource_keys={resource_key, storage_key},
+        pool=pool, deps=[d.asset_key for d in spec.deps],
+    )  # fmt: skip
+    if loader is None:
+
+        def from_input(context: dg.AssetExecutionContext, config: Bitrix24BatchConfig, rows: pd.DataFrame) -> dg.MaterializeResult:
+            return body(context, config, rows)
+
+        return decorator(_named(from_input, name))
+
+    def from_loader(context: dg.AssetExecutionContext, config: Bitrix24BatchConfig) -> dg.MaterializeResult:
+        return body(context, config, loader(context))
+
+    return decorator(_named(from_loader, name))
+
+
+def build_bitrix24_batch_op(
+    *,
+    name: str,
+    method: str | None,
+    fields: Mapping[str, str] | Sequence[str] | None = None,
+    row_function: RowFunction | None = None,
+    fields_param: str | None = None,
+    id_column: str | None = None,
+    id_param: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    key_column: str | None = None,
+    nulls: str | None = None,
+    field_types: Mapping[str, Any] | None = None,
+    timezone: str | None = None,
+    halt_on_error: bool = False,
+    resumable: bool = True,
+    max_failures_shown: int = 20,
+    log_every_chunks: int | None = None,
+    resource_key: str = "bitrix24",
+    storage_key: str = "bitrix24_storage",
+    results_key: Sequence[str] | None = None,
+    pool: str | None = "bitrix24",
+) -> dg.OpDefinition:
+    """An op for job users: input `rows` (a DataFrame), output the results file's URI (str).
+
+    Same arguments and behaviour as `build_bitrix24_batch_asset` (including
+    `halt_on_error=False` by default, since a bulk load wants every row tried), without
+    asset checks: the output's metadata carries the partial-failure counts and tables. The
+    results go to `<base>/<results_key>.parquet` (default `bitrix24_ops/<name>`), so a later
+    run with `mode: redrive` finds them.
+
+    Example:
+        ```python
+        send = build_bitrix24_batch_op(name="update_deals", method="crm.deal.update",
+                                       id_column="ID", fields=["STAGE_ID"])
+
+        @dg.job(resource_defs={"bitrix24": ..., "bitrix24_storage": Bitrix24Storage()})
+        def write_back():
+            send(load_rows())
+        ```
+    """
+    batch = _spec(
+        method, fields=fields, fields_param=fields_param, id_column=id_column, id_param=id_param,
+        params=params, key_column=key_column, nulls=nulls, field_types=field_types,
+        row_function=row_function, timezone=timezone, halt_on_error=halt_on_error,
+        max_failures_shown=max_failures_shown, log_every_chunks=log_every_chunks,
+    )  # fmt: skip
+    key = dg.AssetKey(list(results_key) if results_key else ["bitrix24_ops", name])
+
+    @dg.op(
+        name=name,
+        ins={"rows": dg.In(description="The source rows (a pandas DataFrame).")},
+        out=dg.Out(str, description="URI of the results Parquet file."),
+        required_resource_keys={resource_key, storage_key},
+        tags={"kind": "bitrix24"},
+        pool=pool,
+    )
+    def _op(context: dg.OpExecutionContext, config: Bitrix24BatchConfig, rows: pd.DataFrame) -> dg.Output[str]:
+        storage: Bitrix24Storage = getattr(context.resources, storage_key)
+        partition = context.partition_key if context.has_partition_key else None
+        path = storage.path_for(key, partition)
+        run_spec = batch if config.halt_on_error is None else _with_halt(batch, config.halt_on_error)
+        outcome = run_batch_step(
+            spec=run_spec, frame=rows, client=getattr(context.resources, resource_key).get_client(),
+            path=path, log=context.log, mode=config.mode, include_unknown=config.include_unknown,
+            request_id=f"{context.run.run_id[:8]}-{name}", label=name, journal=resumable,
+        )  # fmt: skip
+        return dg.Output(str(outcome.path), metadata=outcome.metadata)
+
+    return _op
+
+
+def _with_halt(spec: BatchSpec, halt: bool) -> BatchSpec:
+    from dataclasses import replace
+
+    return replace(spec, halt_on_error=halt)
+
+
+def _named(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    fn.__name__ = name.replace("-", "_")
+    return fn

@@ -1,0 +1,112 @@
+"""A small durable journal of a chunked batch, so a re-executed step does not send twice.
+
+Beside the results file, keyed by a digest of the command set (the results path already
+names the asset and partition):
+
+    .<results>.parquet.journal/<digest>/chunk-000000.part    one per completed chunk (Parquet)
+    .<results>.parquet.journal/<digest>/inflight-000001      written before chunk 1 is sent
+    .<results>.parquet.journal/<digest>/done                 written once the results are published
+
+(a hidden folder and no `.parquet` names, so that a reader globbing `**/*.parquet` under
+the base never picks up a journal).
+
+After a crash (an exception, a killed process, a lost worker), executing the step again
+with the same commands finds the parts: their chunks are not sent again. A chunk that was
+in flight (its marker is there, its part is not) may or may not have been applied by the
+portal: its commands are recorded as `unknown` (code `JOURNAL_INTERRUPTED`) and not re-sent,
+so nothing is created twice; the `no_unknown_outcomes` check then fails loudly. A journal
+marked `done` is discarded, so it never blocks a new materialization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+from upath import UPath
+
+from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet
+
+__all__ = ["BatchJournal", "INTERRUPTED", "digest_of"]
+
+INTERRUPTED = "JOURNAL_INTERRUPTED"
+
+
+def digest_of(calls: Sequence[Any], extra: str = "") -> str:
+    """A stable digest of the commands (method and params, in order)."""
+    h = hashlib.sha256(extra.encode())
+    for call in calls:
+        method, params = (call["method"], call.get("params")) if isinstance(call, dict) else call
+        h.update(json.dumps([method, params], sort_keys=True, default=str).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:24]
+
+
+class BatchJournal:
+    """The journal of one command set (see the module docstring)."""
+
+    def __init__(self, results: UPath, digest: str) -> None:
+        self.root = results.with_name(f".{results.name}.journal")
+        self.dir = self.root / digest
+
+    def _part(self, chunk: int) -> UPath:
+        return self.dir / f"chunk-{chunk:06d}.part"
+
+    def _marker(self, chunk: int) -> UPath:
+        return self.dir / f"inflight-{chunk:06d}"
+
+    def start(self) -> tuple[int, int | None]:
+        """Prepare the journal; returns (completed chunks, the interrupted chunk or None).
+
+        Completed chunks are the contiguous parts from chunk 0. A journal marked done, or
+        one of another command set, is removed.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            for other in self.root.iterdir():
+                if other.name != self.dir.name or (other / "done").exists():
+                    _remove_tree(other)
+        with contextlib.suppress(Exception):
+            self.dir.mkdir(parents=True, exist_ok=True)
+        completed = 0
+        while self._part(completed).exists():
+            completed += 1
+        interrupted = completed if self._marker(completed).exists() else None
+        return completed, interrupted
+
+    def parts(self, count: int) -> Iterator[pa.Table]:
+        """The tables of the first `count` completed chunks, one at a time."""
+        for chunk in range(count):
+            yield read_parquet(self._part(chunk))
+
+    def sending(self, chunk: int) -> None:
+        """Record that `chunk` is about to be sent."""
+        with self._marker(chunk).open("wb") as handle:
+            handle.write(b"")
+
+    def refused(self, chunk: int) -> None:
+        """Record that `chunk` was refused as a whole (not applied): it will be sent again."""
+        with contextlib.suppress(FileNotFoundError):
+            self._marker(chunk).unlink()
+
+    def completed(self, chunk: int, table: pa.Table) -> None:
+        """Record the outcome of `chunk` durably, then drop its in-flight marker."""
+        with ParquetStreamWriter(self._part(chunk), table.schema, compression="none") as writer:
+            writer.write(table)
+        with contextlib.suppress(FileNotFoundError):
+            self._marker(chunk).unlink()
+
+    def finish(self) -> None:
+        """Mark the journal done (the results are published), then remove it."""
+        with contextlib.suppress(Exception), (self.dir / "done").open("wb") as handle:
+            handle.write(b"")
+        _remove_tree(self.root)
+
+
+def _remove_tree(path: UPath) -> None:
+    with contextlib.suppress(Exception):
+        fs = path.fs
+        fs.rm(path.path, recursive=True)

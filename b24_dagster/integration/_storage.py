@@ -1,0 +1,110 @@
+"""`Bitrix24Storage`: the one base location of every Parquet file the integration writes.
+
+Local files by default, any fsspec URL (`s3://bucket/prefix`, `gs://…`, `az://…`) when the
+user installs its driver (`pip install s3fs`): paths are `UPath`s, so nothing else changes.
+The base is, in order: the resource's `base_path`, the environment variable
+`B24_DAGSTER_BASE` (read when the run starts), `./data`. The demo prints it and the dbt
+project reads the same variable.
+
+Layout under the base: one file per asset and partition,
+
+    <base>/<asset key parts joined by />.parquet                 unpartitioned
+    <base>/<asset key parts>/<partition>.parquet                 one partition dimension
+    <base>/<asset key parts>/date=<d>/portal=<p>.parquet         multi-partitions (dim=value,
+                                                                 dimensions in name order)
+
+so a reader globs `<base>/bitrix24/deals/**/*.parquet` (Hive-style for multi-partitions).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+import dagster as dg
+from pydantic import Field
+from upath import UPath
+
+__all__ = ["BASE_ENV", "DEFAULT_BASE", "Bitrix24Storage", "default_base_path", "partition_parts"]
+
+BASE_ENV = "B24_DAGSTER_BASE"
+"""The environment variable of the base location (a path or an fsspec URL)."""
+
+DEFAULT_BASE = "./data"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
+
+
+def default_base_path() -> str:
+    """`$B24_DAGSTER_BASE` when set, else `./data`."""
+    return os.environ.get(BASE_ENV) or DEFAULT_BASE
+
+
+def _safe(part: str) -> str:
+    return _UNSAFE.sub("_", part) or "_"
+
+
+def partition_parts(partition_key: str | Mapping[str, str] | None) -> list[str]:
+    """Path segments for a partition: `["2024-01-02"]`, or `["date=2024-01-02", "portal=main"]`.
+
+    A `dagster.MultiPartitionKey` (or a plain mapping of dimension to key) gives one
+    `dimension=key` segment per dimension, in dimension-name order.
+    """
+    if partition_key is None:
+        return []
+    by_dim = getattr(partition_key, "keys_by_dimension", None)
+    if by_dim is None and isinstance(partition_key, Mapping):
+        by_dim = partition_key
+    if by_dim:
+        return [f"{_safe(dim)}={_safe(str(by_dim[dim]))}" for dim in sorted(by_dim)]
+    return [_safe(str(partition_key))]
+
+
+class Bitrix24Storage(dg.ConfigurableResource):
+    """Where the Parquet files go.
+
+    Example:
+        ```python
+        Bitrix24Storage()                                   # $B24_DAGSTER_BASE or ./data
+        Bitrix24Storage(base_path="s3://crm-lake/bitrix24") # needs `pip install s3fs`
+        Bitrix24Storage(base_path=dg.EnvVar("B24_DAGSTER_BASE"))
+        ```
+    """
+
+    base_path: str | None = Field(
+        default=None,
+        description=(
+            "Base location of the Parquet files: a local path or an fsspec URL (s3://..., "
+            "gs://...). Unset: $B24_DAGSTER_BASE, else ./data."
+        ),
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Options for the fsspec filesystem (e.g. endpoint_url, anon), if any.",
+    )
+
+    def base(self) -> UPath:
+        """The base location as a `UPath` (local paths are made absolute)."""
+        raw = self.base_path or default_base_path()
+        path = UPath(raw, **self.storage_options)
+        if "://" not in raw:
+            path = UPath(os.path.abspath(os.path.expanduser(raw)))
+        return path
+
+    def path_for(
+        self,
+        asset_key: dg.AssetKey | str,
+        partition_key: str | Mapping[str, str] | None = None,
+        *,
+        suffix: str = ".parquet",
+    ) -> UPath:
+        """The file of an asset (and partition) under the base."""
+        key = asset_key if isinstance(asset_key, dg.AssetKey) else dg.AssetKey([asset_key])
+        parts = [_safe(p) for p in key.path]
+        sub = partition_parts(partition_key)
+        if sub:
+            *dirs, last = sub
+            return self.base().joinpath(*parts, *dirs, last + suffix)
+        *dirs, last = parts
+        return self.base().joinpath(*dirs, last + suffix)

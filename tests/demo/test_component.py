@@ -1,0 +1,54 @@
+"""The YAML Component instance in b24_dagster/defs/ loads and materializes on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from b24_dagster.components import Bitrix24Component
+
+DEFS = Path(__file__).resolve().parents[2] / "b24_dagster" / "defs"
+
+
+def test_component_yaml_materializes(
+    b24_emulator: Any, demo_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b24_emulator.portal.seed("company", 7)
+    monkeypatch.setenv("BITRIX24_WEBHOOK_URL", b24_emulator.webhook_url)
+    defs = dg.load_from_defs_folder(path_within_project=DEFS)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {
+        "bitrix24/crm_sync/companies",
+        "bitrix24/crm_sync/contacts",
+        "bitrix24/crm_sync/contact_import",
+    }
+    assert defs.resolve_schedule_def("bitrix24_crm_sync_companies_schedule")
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(instance=instance)
+    assert result.success
+
+    base = tmp_path / "data" / "bitrix24" / "crm_sync"
+    assert pq.read_table(base / "companies.parquet").num_rows == 7
+    contacts = pq.read_table(base / "contact_import.parquet").to_pandas()
+    assert len(contacts) == 12
+    refused = contacts[contacts["status"] != "ok"]
+    assert list(refused["external_id"]) == ["EXPO-005"]  # a contact with no name
+
+
+def test_component_schema_refuses_unknown_attributes() -> None:
+    with pytest.raises(Exception, match="not_an_attribute"):
+        Bitrix24Component.model_validate({"not_an_attribute": 1})
+
+
+def test_component_type_is_registered_for_dg() -> None:
+    """`dg list components` finds the type through this entry point group."""
+    from importlib.metadata import entry_points
+
+    modules = {ep.value for ep in entry_points(group="dagster_dg_cli.registry_modules")}
+    assert "b24_dagster.components" in modules
