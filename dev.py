@@ -24,6 +24,9 @@ VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 
 EXTRAS = {"demo": "ui,dbt", "test": "test", "bench": "bench"}
+# An install for a later entry includes everything an earlier one needs (test = ui,dbt,tls + pytest
+# and the peer clients; bench = test + matplotlib, pyinstrument), so `demo` after `test` installs nothing.
+COVERS = {"demo": ("demo", "test", "bench"), "test": ("test", "bench"), "bench": ("bench",)}
 
 
 def _run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> int:
@@ -31,25 +34,25 @@ def _run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> in
     return subprocess.call([str(a) for a in args], cwd=ROOT, env=env)
 
 
-def ensure_venv(extras: str) -> None:
-    """Create `.venv` and install the project with `extras`, unless the stamp says it is done."""
+def ensure_venv(command: str) -> None:
+    """Create `.venv` and install what `command` needs, unless a stamp says it is there."""
     if sys.version_info < (3, 11):  # noqa: UP036 (dev.py runs on whatever python3 is)
         sys.exit(f"b24-dagster needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not PYTHON.exists():
         print(f"creating virtualenv in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
-    stamp = VENV / f".installed-{extras.replace(',', '-')}-{digest}"
-    if stamp.exists():
+    if any((VENV / f".installed-{c}-{digest}").exists() for c in COVERS[command]):
         return
     pip = [PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     if _run(*pip, "--upgrade", "pip") != 0:
         sys.exit("upgrading pip in .venv failed")
-    if _run(*pip, "-e", f".[{extras}]") != 0:
-        sys.exit(f"installing b24-dagster[{extras}] into .venv failed")
+    if _run(*pip, "-e", f".[{EXTRAS[command]}]") != 0:
+        sys.exit(f"installing b24-dagster[{EXTRAS[command]}] into .venv failed")
     for old in VENV.glob(".installed-*"):
-        old.unlink()
-    stamp.touch()
+        if not old.name.endswith(digest):
+            old.unlink()
+    (VENV / f".installed-{command}-{digest}").touch()
 
 
 def main(argv: list[str]) -> int:
@@ -57,7 +60,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
-    ensure_venv(EXTRAS[command])
+    ensure_venv(command)
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     if command == "test":
