@@ -141,7 +141,7 @@ class LocalPortal:
             return self._start(seed_deals=seed_deals)
 
     def _start(self, *, seed_deals: int) -> str:
-        code = self.code()
+        self.code()  # created once, mode 0600; the emulator reads it, so `ps` never shows it
         for stale in (self.port_file, self.pid_file):
             stale.unlink(missing_ok=True)
         args = [
@@ -149,7 +149,7 @@ class LocalPortal:
             "--port", "0",
             "--state", str(self.state_file),
             "--port-file", str(self.port_file),
-            "--code", code,
+            "--code-file", str(self.code_file),
             # "At least N": a restart on the kept state adds none.
             "--seed-deals", str(seed_deals),
             "--seed-companies", str(seed_deals // 6),

@@ -27,6 +27,13 @@ _SINGULAR = {"deals": "deal", "leads": "lead", "contacts": "contact", "companies
              "tasks": "task"}
 
 
+
+def _read_code(path: str) -> str:
+    code = Path(path).read_text(encoding="utf-8").strip()
+    if not code:
+        raise SystemExit(f"--code-file {path}: the file is empty")
+    return code
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(prog="python -m b24_dagster.emulator",
@@ -35,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     p.add_argument("--port-file", help="write the bound port to this file")
     p.add_argument("--code", help="webhook code (random when not given)")
+    p.add_argument("--code-file", metavar="FILE",
+                   help="read the webhook code from FILE (keeps it out of the process list)")
     p.add_argument("--user-id", type=int, default=1, help="the webhook's user id")
     p.add_argument("--rate", type=float, default=2.0, help="leaky bucket drain/s (0 = no limit)")
     p.add_argument("--burst", type=int, default=50, help="leaky bucket size")
@@ -73,7 +82,7 @@ def settings_from_args(args: argparse.Namespace) -> PortalSettings:
     if args.scopes:
         extra["scopes"] = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
     return PortalSettings(
-        code=args.code, user_id=args.user_id, rate=args.rate, burst=args.burst,
+        code=_read_code(args.code_file) if args.code_file else args.code, user_id=args.user_id, rate=args.rate, burst=args.burst,
         operating_limit=args.operating_limit, operating_window=args.operating_window,
         latency=args.latency, state_path=args.state, **extra)  # type: ignore[arg-type]
 

@@ -90,3 +90,15 @@ def test_tls_with_generated_ca_verifies(tmp_path: Path, in_process: bool) -> Non
         assert ctx.cert_store_stats()["x509_ca"] == 1
     finally:
         stop()
+
+
+def test_code_file_keeps_the_code_out_of_the_process_list(tmp_path) -> None:
+    code_file = tmp_path / "code"
+    code_file.write_text("f1lec0de\n")
+    emulator = start_subprocess(["--code-file", str(code_file), "--rate", "0"])
+    try:
+        assert "/rest/1/f1lec0de/" in emulator.webhook_url
+        cmdline = Path(f"/proc/{emulator.process.pid}/cmdline").read_bytes()
+        assert b"f1lec0de" not in cmdline
+    finally:
+        emulator.stop()
