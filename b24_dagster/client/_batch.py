@@ -45,7 +45,7 @@ from b24_dagster.errors import (
 
 from ._commands import MAX_BATCH_COMMANDS, Command, is_write_method, normalize_calls
 from ._encoding import encode_cmd, v3_command
-from ._refs import validate_v3_refs
+from ._refs import has_result_ref, validate_v3_refs
 from ._results import BatchResult, CommandResult
 
 __all__ = ["check_request_id", "execute_batch", "new_request_id", "run_batch"]
@@ -146,6 +146,10 @@ def execute_batch(client: Any, commands: Sequence[Command], *, named: bool = Fal
         envelope = client._request("batch", payload, api_version=api_version, writes=writes,
                                    methods=methods, idempotency_key=idempotency_key,
                                    request_id=x_request_id or request_id)
+        if api_version == 3:
+            envelope = _whole_v3_answer(client, envelope, payload, len(commands), writes=writes,
+                                        methods=methods, idempotency_key=idempotency_key,
+                                        request_id=x_request_id or request_id)
     except OutcomeUnknownError as exc:
         rows = _unknown(commands, chunk_index, str(exc))
     except ApiError as exc:
@@ -167,10 +171,99 @@ def execute_batch(client: Any, commands: Sequence[Command], *, named: bool = Fal
             keys = [c.key for c in commands] if named else _KEYS[:len(commands)]
             rows = parse_v2(commands, keys, body.get("result"), chunk_index,
                             halt_on_error=halt_on_error)
+            rows = _resend_blocked(client, commands, keys, rows, halt_on_error=halt_on_error,
+                                   chunk_index=chunk_index,
+                                   request_id=x_request_id or request_id)
     delta = (stats - before) if before is not None else None
     return BatchResult(rows, named=named, return_ajax_result=return_ajax_result,
                        api_version=api_version, chunk_index=chunk_index, time=time_obj,
                        replayed=replayed, stats=delta)
+
+
+_BLOCKED = "OPERATION_TIME_LIMIT"
+
+
+def _resend_blocked(client: Any, commands: Sequence[Command], keys: Sequence[str],
+                    rows: list[CommandResult], *, halt_on_error: bool, chunk_index: int,
+                    request_id: str) -> list[CommandResult]:
+    """Send again the commands of a v2 batch that the operating-time limit refused.
+
+    Inside a batch a blocked command fails alone with ``OPERATION_TIME_LIMIT`` and never
+    runs, so sending it again (after the client waited for the method's reset, which
+    ``_request`` does) cannot duplicate anything. Under ``halt`` the commands left
+    ``not_run`` behind it go too, unless another error stopped the batch. A chunk whose
+    commands refer to each other (``$result[...]``) is left as it is.
+    """
+    retry = getattr(client, "retry", None)
+    for _ in range(retry.max_retries if retry is not None else 0):
+        blocked = [r.status == "error" and r.error_code == _BLOCKED for r in rows]
+        if not any(blocked) or any(has_result_ref(c.params) for c in commands):
+            return rows
+        halted_by_block = halt_on_error and not any(
+            r.status == "error" and not b for r, b in zip(rows, blocked, strict=True))
+        again = [i for i, r in enumerate(rows)
+                 if blocked[i] or (halted_by_block and r.status == "not_run")]
+        subset = [commands[i] for i in again]
+        sub_keys = [keys[i] for i in again]
+        payload = {"halt": 1 if halt_on_error else 0,
+                   "cmd": {k: encode_cmd(c.method, c.params) for k, c in zip(sub_keys, subset,
+                                                                             strict=True)}}
+        methods = [c.method for c in subset]
+        writes = any(_writes(m) for m in set(methods))
+        if hasattr(client, "stats"):
+            client.stats.retries += 1
+        try:
+            envelope = client._request("batch", payload, api_version=2, writes=writes,
+                                       methods=methods, request_id=request_id)
+        except OutcomeUnknownError as exc:
+            fresh = _unknown(subset, chunk_index, str(exc))
+        except (ApiError, TransportError):
+            return rows   # not sent or refused as a whole: the blocked rows stay true
+        else:
+            fresh = parse_v2(subset, sub_keys, envelope.body.get("result"), chunk_index,
+                             halt_on_error=halt_on_error)
+        rows = list(rows)
+        for i, row in zip(again, fresh, strict=True):
+            rows[i] = row
+    return rows
+
+
+def _v3_entries_match(envelope: Any, n: int) -> bool:
+    result = envelope.body.get("result")
+    return not isinstance(result, list) or len(result) == n
+
+
+def _whole_v3_answer(client: Any, envelope: Any, payload: Any, n: int, *, writes: bool,
+                     methods: Sequence[str], idempotency_key: str | None,
+                     request_id: str) -> Any:
+    """The v3 answer with one entry per command, asking again while that is safe.
+
+    A v3 batch answer whose ``result`` array has another length than the batch cannot be
+    matched to its commands (the entries carry no key), so it is never read by position.
+    A read, or a write behind an ``Idempotency-Key`` (whose copy is replayed, not re-run), is
+    sent again; a write that cannot be repeated is an unknown outcome: it ran, but which
+    entry belongs to which command is lost.
+    """
+    retry = getattr(client, "retry", None)
+    attempts = retry.max_retries if retry is not None else 0
+    attempt = 0
+    while not _v3_entries_match(envelope, n):
+        got = len(envelope.body["result"])
+        why = f"batch: the v3 answer has {got} results for {n} commands"
+        if (writes and not idempotency_key) or attempt >= attempts:
+            if writes:
+                if hasattr(client, "stats"):
+                    client.stats.unknown_outcomes += 1
+                raise OutcomeUnknownError(why + "; the outcome of each command is unknown",
+                                          method="batch", status=envelope.status)
+            return envelope   # parse_v3 reports every row as an error
+        attempt += 1
+        if hasattr(client, "stats"):
+            client.stats.retries += 1
+        envelope = client._request("batch", payload, api_version=3, writes=writes,
+                                   methods=methods, idempotency_key=idempotency_key,
+                                   request_id=request_id)
+    return envelope
 
 
 _write_rule: dict[str, bool] = {}
@@ -289,6 +382,10 @@ def parse_v3(commands: Sequence[Command], result: Any, chunk_index: int,
                        "the v3 batch answer has no result array")
     rows: list[CommandResult] = []
     n = len(entries)
+    if isinstance(result, list) and n != len(commands):
+        # The entries carry no key: with one missing, every later one would be misread.
+        return _failed(commands, chunk_index, "MISSING_RESULT",
+                       f"the v3 batch answer has {n} results for {len(commands)} commands")
     for i, c in enumerate(commands):
         entry = entries[i] if i < n else _MISSING
         if entry is _MISSING:

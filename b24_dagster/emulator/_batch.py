@@ -74,7 +74,7 @@ def _resolve(results: dict[str, Any], key: str, path: str) -> tuple[bool, Any]:
                 return False, None
             value = value[seg]
         elif isinstance(value, list):
-            if not seg.lstrip("-").isdigit() or not -len(value) <= int(seg) < len(value):
+            if not (seg.isascii() and seg.lstrip("-").isdigit()) or not -len(value) <= int(seg) < len(value):
                 return False, None
             value = value[int(seg)]
         else:
@@ -206,7 +206,7 @@ def _v3_path(context: dict[str, Any], ref: Any, *, array: bool) -> Any:
         for seg in segments:
             if isinstance(value, dict) and seg in value:
                 value = value[seg]
-            elif isinstance(value, list) and seg.isdigit() and int(seg) < len(value):
+            elif isinstance(value, list) and seg.isascii() and seg.isdigit() and int(seg) < len(value):
                 value = value[int(seg)]
             else:
                 raise v3_error(400, "INVALIDSELECTEXCEPTION", f"Unable to resolve reference `{ref}`")

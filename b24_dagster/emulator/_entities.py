@@ -626,7 +626,7 @@ def coerce(f: Field, value: Any, parse_date: Callable[[Any], float | None]) -> A
         if isinstance(value, float) and value.is_integer():
             return int(value)
         text = str(value).strip()
-        if text.lstrip("-").isdigit():
+        if text.isascii() and text.lstrip("-").isdigit():
             return int(text)
         raise ValueError(f"value '{value}' is not an integer")
     if kind == "float":

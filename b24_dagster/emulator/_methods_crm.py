@@ -116,7 +116,7 @@ def _multifields(ctx: Context, fields: dict[str, Any], item: bool, old: list[Any
         mid = v.get("id", v.get("ID"))
         if typ not in ("PHONE", "EMAIL", "WEB", "IM"):
             raise _fail(item, None, f"Unknown multi-field type '{typ}'")
-        if mid not in (None, "") and str(mid).lstrip("-").isdigit():
+        if mid not in (None, "") and str(mid).isascii() and str(mid).lstrip("-").isdigit():
             mid = int(str(mid))
             kept = [m for m in kept if m[0] != mid]
             if value in (None, ""):
@@ -136,7 +136,7 @@ def _values(v: Any) -> list[Any]:
     if isinstance(v, list):
         return v
     if isinstance(v, dict):
-        return list(v.values()) if all(str(k).isdigit() for k in v) else [v]
+        return list(v.values()) if all(str(k).isascii() and str(k).isdigit() for k in v) else [v]
     return [v]
 
 
@@ -248,7 +248,8 @@ def crm_item_add(ctx: Context, params: dict[str, Any]) -> Result:
 def crm_item_get(ctx: Context, params: dict[str, Any]) -> Result:
     """One item; 400 ``NOT_FOUND`` for a wrong id."""
     etid, id_text = params.get("entityTypeId"), params.get("id")
-    if type(etid) is str and type(id_text) is str and etid.isdigit() and id_text.isdigit():
+    if type(etid) is str and type(id_text) is str and etid.isascii() and etid.isdigit() \
+            and id_text.isascii() and id_text.isdigit():
         entity = ENTITIES.get(int(etid)) or _entity_of(params)   # the common form, decoded fast
         id_ = int(id_text)
     else:

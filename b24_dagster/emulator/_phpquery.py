@@ -28,16 +28,21 @@ from urllib.parse import quote, unquote_plus
 __all__ = ["build_query", "parse_query", "php_array_to_python"]
 
 
+def _ascii_digits(text: str) -> bool:
+    """``0-9`` only: ``str.isdigit`` also accepts "²" or "٣", which ``int`` rejects or reads."""
+    return text.isascii() and text.isdigit()
+
+
 def _int_key(segment: str) -> int | str:
     """PHP's rule: a canonical decimal integer string is an integer key."""
-    if segment.isdigit():
+    if _ascii_digits(segment):
         if segment == "0" or segment[0] != "0":
             return int(segment)
         return segment
     if (
         len(segment) > 1
         and segment[0] == "-"
-        and segment[1:].isdigit()
+        and _ascii_digits(segment[1:])
         and segment[1] != "0"
     ):
         return int(segment)

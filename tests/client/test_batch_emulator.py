@@ -139,14 +139,17 @@ def test_v3_batch_is_all_or_nothing(client: Any, emulator: Any) -> None:
     assert codes.pop().startswith("BITRIX_REST_V3_EXCEPTION_")
 
 
-def test_v3_missing_entry_is_its_own_error(client: Any, emulator: Any) -> None:
+def test_v3_missing_entry_is_asked_again(client: Any, emulator: Any) -> None:
+    """A v3 answer one entry short cannot be matched by position (it used to shift the
+    later entries onto the wrong commands): a read is simply sent again."""
     from b24_dagster.emulator import FaultRule, FaultSettings
 
     emulator.portal.seed("task", 3)
     emulator.set_faults(FaultSettings(v3_batch_drop=FaultRule(requests=(1, 1))))
     result = client.batch([("tasks.task.get", {"id": i}) for i in (1, 2, 3)], api_version=3)
-    assert sorted(r.status for r in result) == ["error", "ok", "ok"]
-    assert [r.error_code for r in result if r.status == "error"] == ["MISSING_RESULT"]
+    assert [r.status for r in result] == ["ok"] * 3
+    assert [r.data["item"]["id"] for r in result] == [1, 2, 3]
+    assert emulator.stats["faults"]["v3_batch_drop"] == 1
 
 
 def test_request_ids_and_progress(client: Any, emulator: Any) -> None:
@@ -180,3 +183,63 @@ def test_export_keeps_the_user_filter_and_start(client: Any, emulator: Any) -> N
     assert ids == list(range(101, 2_701))
     with pytest.raises(Exception, match="id ascending"):
         list(client.iter_list("crm.deal.list", {"order": {"TITLE": "ASC"}}))
+
+
+def test_v3_answer_missing_an_entry_is_never_read_by_position(client: Any, emulator: Any) -> None:
+    """Regression: a v3 answer one entry short used to shift every later result by one."""
+    from b24_dagster.emulator import FaultRule, FaultSettings
+
+    emulator.set_faults(FaultSettings(v3_batch_drop=FaultRule(requests=(1, 1))))
+    calls = [("tasks.task.add", {"fields": {"title": f"d{i}"}}) for i in range(5)]
+    result = client.batch(calls, api_version=3, request_id="drop-1")
+    assert [r.status for r in result] == ["ok"] * 5   # re-sent behind the key, replayed whole
+    assert [r.data["item"]["title"] for r in result] == [f"d{i}" for i in range(5)]
+    assert emulator.portal.counts()["task"] == 5 and emulator.stats["replays"] == 1
+    emulator.set_faults(FaultSettings(v3_batch_drop=FaultRule(every=1)))
+    result = client.batch(calls, api_version=3, request_id="drop-2")
+    assert [r.status for r in result] == ["unknown"] * 5   # ran, but the mapping is lost
+    assert emulator.portal.counts()["task"] == 10
+
+
+def test_v3_read_answer_missing_an_entry_is_an_error_not_a_shift(emulator: Any) -> None:
+    from b24_dagster.client import RetryPolicy
+    from b24_dagster.emulator import FaultRule, FaultSettings
+
+    emulator.portal.seed("task", 3)
+    emulator.set_faults(FaultSettings(v3_batch_drop=FaultRule(every=1)))
+    with Bitrix24Client(emulator.webhook_url, requests_per_second=None, share_limits=False,
+                        retry=RetryPolicy(max_retries=2, backoff_base=0.001)) as c:
+        result = c.batch([("tasks.task.get", {"id": i}) for i in (1, 2, 3)], api_version=3)
+        assert c.stats.retries == 2
+    assert {(r.status, r.error_code) for r in result} == {("error", "MISSING_RESULT")}
+
+
+@pytest.mark.parametrize("halt", [False, True])
+def test_commands_blocked_by_the_operating_limit_are_sent_again(emulator: Any,
+                                                                halt: bool) -> None:
+    """Regression: commands refused inside a batch by the operating-time limit (429) never
+    ran, and used to end as errors; they are sent again once the method's budget resets."""
+    import time as _time
+
+    from b24_dagster.client import RetryPolicy
+
+    start = _time.time()
+
+    def clock() -> float:   # one minute of portal time in 0.1 s
+        return start + (_time.time() - start) * 600
+
+    emulator.configure(operating_limit=0.1, operating_window=60, write_cost=0.01)
+    emulator.portal.clock = clock
+    try:
+        with Bitrix24Client(emulator.webhook_url, requests_per_second=None, share_limits=False,
+                            retry=RetryPolicy(backoff_base=0.001), clock=clock,
+                            sleep=lambda s: _time.sleep(s / 600)) as c:
+            calls = [("crm.item.add", {"entityTypeId": 2, "fields": {"title": f"b{i}"}})
+                     for i in range(40)]
+            result = c.batch(calls, halt_on_error=halt)
+            assert c.stats.retries >= 1
+    finally:
+        emulator.portal.clock = _time.time
+    assert [r.status for r in result] == ["ok"] * 40
+    assert emulator.stats["blocked_429"] > 0
+    assert emulator.portal.counts()["deal"] == 40

@@ -116,11 +116,15 @@ def test_v3_write_carries_an_idempotency_key() -> None:
 
 def test_v3_null_and_missing_entries() -> None:
     calls = [("tasks.task.get", {"id": 1}), ("tasks.task.get", {"id": 2}), ("tasks.task.get", {"id": 3})]
-    result = run_batch(StubClient({"result": [{"item": {"id": 1}}, None]}), calls, api_version=3,
-                       return_ajax_result=True)
+    result = run_batch(StubClient({"result": [{"item": {"id": 1}}, None, {"item": {"id": 3}}]}),
+                       calls, api_version=3, return_ajax_result=True)
     assert [(r.status, r.data, r.error_code) for r in result] == [
-        ("ok", {"item": {"id": 1}}, None), ("ok", None, None), ("error", None, "MISSING_RESULT")]
+        ("ok", {"item": {"id": 1}}, None), ("ok", None, None), ("ok", {"item": {"id": 3}}, None)]
     assert result.to_arrow()["result"].to_pylist()[1] is None
+    # One entry short: which one is missing is unknowable, so no entry is read by position.
+    result = run_batch(StubClient({"result": [{"item": {"id": 1}}, None]}), calls, api_version=3)
+    assert [(r.status, r.data, r.error_code) for r in result] == [
+        ("error", None, "MISSING_RESULT")] * 3
 
 
 def test_v3_failed_batch_fails_every_command() -> None:

@@ -78,3 +78,9 @@ def test_round_trip_with_http_build_query(params: dict[str, object]) -> None:
 def test_flat_agrees_with_urllib_encoding(params: dict[str, str]) -> None:
     assert parse_query(urlencode(params)) == params
     assert parse_query(urlencode(params, quote_via=quote)) == params
+
+
+def test_non_ascii_digit_keys_stay_strings() -> None:
+    # str.isdigit accepts "²" (int() rejects it) and "٣" (int() reads 3): neither is a PHP int key.
+    parsed = parse_query("a[²]=1&a[٣]=2&a[-²]=3&a[]=4")
+    assert parsed == {"a": {"²": "1", "٣": "2", "-²": "3", "0": "4"}}
