@@ -265,6 +265,10 @@ def _id_bounds(schema: Schema, conds: Iterable[Condition]) -> tuple[int | None, 
                 or c.op not in (">", ">=", "<", "<=", "=")):
             only_bounds = False
             continue
+        if c.value is None or str(c.value) == "":
+            # A comparison with an empty value matches nothing (an unresolved `$result[...]`
+            # after a short page): an empty range, not a scan of the whole table.
+            return 1, 0, only_bounds
         try:
             v = int(str(c.value))
         except ValueError:

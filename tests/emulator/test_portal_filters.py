@@ -224,3 +224,29 @@ def test_counted_id_range_by_bisection_equals_scan(paged: Portal, order: str, fi
         got += [int(x["ID"]) for x in body["result"]]
         start = body.get("next")
     assert got == ref
+
+
+@pytest.mark.parametrize("start", [-1, 0])
+@pytest.mark.parametrize(("method", "key", "rows"), [("crm.deal.list", ">ID", "result"),
+                                                     ("crm.item.list", ">id", "items")])
+def test_empty_id_bound_matches_nothing(paged: Portal, start: int, method: str, key: str,
+                                        rows: str) -> None:
+    """An unresolved `$result[...]` (after a short page) arrives as "": an empty page."""
+    params: dict[str, Any] = {"order": {key[1:]: "ASC"}, "filter": {key: ""}, "start": start}
+    if method == "crm.item.list":
+        params["entityTypeId"] = 2
+    status, body = call(paged, method, params)
+    page = body["result"][rows] if rows == "items" else body["result"]
+    assert (status, page, body["total"], "next" in body) == (200, [], 0, False)
+
+
+@pytest.mark.slow
+def test_empty_id_bound_over_a_million_deals_does_not_scan() -> None:
+    import time
+
+    p = Portal(PortalSettings(code="c", rate=0))
+    p.seed("deal", 1_000_000)
+    t = time.perf_counter()
+    for _ in range(49):  # the rest of a chained export batch after the last short page
+        call(p, "crm.deal.list", {"order": {"ID": "ASC"}, "filter": {">ID": ""}, "start": -1})
+    assert time.perf_counter() - t < 0.5
