@@ -1,0 +1,69 @@
+"""The benchmark command end to end at tiny sizes: it runs every scenario for every client
+and writes the Markdown table (a row per client), the chart and the raw JSON.
+
+Behaviour only: no figure is checked (the machine is shared; timings say nothing here).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("fast_bitrix24")
+pytest.importorskip("b24pysdk")
+
+CLIENTS = ("b24-dagster", "fast_bitrix24", "b24pysdk")
+
+
+def _table_rows(markdown: str, section: str) -> list[str]:
+    """The client names in the table of the section whose heading starts with ``section``."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"### {section}. "))
+    rows = []
+    for line in lines[start + 1:]:
+        if line.startswith("### "):
+            break
+        if line.startswith("| ") and not line.startswith("| client"):
+            rows.append(line.split("|")[1].strip())
+    return rows
+
+
+def test_quick_bench_writes_table_chart_and_json(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "b24_dagster.bench", "--quick", "--repeat", "1", "--out", str(out),
+         "--writes", "300", "--faults", "300", "--cost", "200", "--export", "3000",
+         "--export-small", "300", "--pipeline", "100", "--no-jssdk"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+    markdown = (out / "latest.md").read_text(encoding="utf-8")
+    for section in ("1", "2", "3", "3-small", "5"):
+        assert _table_rows(markdown, section) == list(CLIENTS), section
+    assert _table_rows(markdown, "4") == ["b24-dagster", "b24-dagster+dagster"]
+    assert "Theoretical minimum: (requests − burst) / rate" in markdown
+    assert "Machine:" in markdown and "fast_bitrix24 1." in markdown
+    assert "JS SDK: not run: --no-jssdk" in markdown
+
+    png = (out / "latest.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+    data = json.loads((out / "latest.json").read_text(encoding="utf-8"))
+    runs = data["runs"]
+    assert {(r["scenario"], r["client"]) for r in runs} >= {("1", c) for c in CLIENTS}
+    ours = [r for r in runs if r["client"] == "b24-dagster" and r["scenario"] in ("1", "2")]
+    assert ours and all(r["error"] is None for r in ours)
+    # the emulator counted what our client created: every command once
+    assert all(r["metrics"]["created"] == r["metrics"]["ok"] for r in ours)
+    assert all(r["metrics"]["duplicated"] == 0 and r["metrics"]["lost"] == 0 for r in ours)
+
+
+def test_scenario_selection_and_bad_arguments(tmp_path: Path) -> None:
+    bad = subprocess.run([sys.executable, "-m", "b24_dagster.bench", "--scenario", "7"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "scenarios 1-5" in bad.stderr
