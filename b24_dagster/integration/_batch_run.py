@@ -17,6 +17,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from b24_dagster.client._results import result_schema
 from b24_dagster.integration._parquet import ParquetStreamWriter, uri_of
 
 __all__ = [
@@ -27,20 +28,7 @@ __all__ = [
     "table_schema_metadata",
 ]
 
-RESULT_SCHEMA = pa.schema(
-    [
-        ("command_index", pa.int64()),
-        ("command_key", pa.string()),
-        ("method", pa.string()),
-        ("chunk_index", pa.int32()),
-        ("status", pa.string()),
-        ("result", pa.string()),
-        ("error_code", pa.string()),
-        ("error_description", pa.string()),
-        ("total", pa.int64()),
-        ("next", pa.int64()),
-    ]
-)
+RESULT_SCHEMA = result_schema()
 """The Arrow row contract of DESIGN.md: one row per command, in input order."""
 
 FAILED = ("error", "not_run", "unknown")
