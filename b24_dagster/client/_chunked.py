@@ -130,6 +130,9 @@ class ChunkedBatchRun:
         progress: Called with a :class:`ChunkProgress` after each chunk.
         progress_bar: Show a tqdm bar (None: when stderr is a terminal and tqdm is installed).
         chunk_size: Commands per chunk (at most 50).
+        first_chunk: The number of the first chunk, for a run that continues an earlier one
+            (a resumed job): chunk ``i`` of the run is sent as ``{request_id}-{first_chunk + i}``,
+            so a v3 chunk sent again carries the same ``Idempotency-Key`` and is replayed.
 
     Raises:
         CommandValidationError: Named commands, a malformed command, or references between
@@ -140,7 +143,7 @@ class ChunkedBatchRun:
                  api_version: int = 2, request_id: str | None = None,
                  progress: Callable[[ChunkProgress], Any] | None = None,
                  progress_bar: bool | None = None,
-                 chunk_size: int = MAX_BATCH_COMMANDS) -> None:
+                 chunk_size: int = MAX_BATCH_COMMANDS, first_chunk: int = 0) -> None:
         if isinstance(calls, Mapping):
             raise CommandValidationError(
                 "named commands are not accepted in a chunked batch: pass a list of "
@@ -155,6 +158,7 @@ class ChunkedBatchRun:
         self.api_version = api_version
         self.request_id = check_request_id(request_id)
         self.chunk_size = chunk_size
+        self.first_chunk = first_chunk
         self._progress = progress
         self._progress_bar = progress_bar
         self._sized = isinstance(calls, list | tuple)
@@ -205,7 +209,7 @@ class ChunkedBatchRun:
         bar = self._make_bar()
         s = self.run_stats
         try:
-            for chunk_index, commands in enumerate(self._chunks_of_commands()):
+            for chunk_index, commands in enumerate(self._chunks_of_commands(), self.first_chunk):
                 result = execute_batch(
                     self.client, commands, halt_on_error=self.halt_on_error,
                     api_version=self.api_version, request_id=self.request_id,

@@ -281,7 +281,8 @@ class Bitrix24Client:
 
     def batch_by_chunk(self, calls: Any, halt_on_error: bool = True,
                        api_version: int | None = None, request_id: str | None = None,
-                       progress: Callable[..., Any] | None = None) -> ChunkedBatchRun:
+                       progress: Callable[..., Any] | None = None,
+                       first_chunk: int = 0) -> ChunkedBatchRun:
         """Run any number of commands as sequential batches of at most 50 (see :mod:`._chunked`).
 
         Args:
@@ -290,12 +291,14 @@ class Bitrix24Client:
             api_version: 2 or 3; the client's default when None.
             request_id: The base of each chunk's request id (and v3 idempotency keys).
             progress: Called after each chunk.
+            first_chunk: The number of the first chunk when continuing an earlier run (its
+                request ids and v3 idempotency keys go on from there).
         """
         from ._chunked import ChunkedBatchRun
 
         return ChunkedBatchRun(self, calls, halt_on_error=halt_on_error,
                                api_version=api_version or self.api_version,
-                               request_id=request_id, progress=progress)
+                               request_id=request_id, progress=progress, first_chunk=first_chunk)
 
     def iter_list(self, method: str, params: Any = None, *, api_version: int | None = None,
                   **options: Any) -> Iterator[Any]:

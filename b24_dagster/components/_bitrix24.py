@@ -97,6 +97,9 @@ class Bitrix24BatchWrite(dg.Model, dg.Resolvable):
     key_column: str | None = None
     params: dict[str, Any] | None = None
     failure_rate_threshold: float = 0.05
+    reconcile_field: str | None = None
+    """The field that identifies a created record (default `ORIGIN_ID` / `originId`): a
+    create whose answer was lost is looked up by it before anything is sent again."""
 
 
 class _Grouped(Bitrix24Translator):
@@ -164,6 +167,7 @@ class Bitrix24Component(dg.Component, dg.Model, dg.Resolvable):
                     key_column=write.key_column,
                     params=write.params,
                     failure_rate_threshold=write.failure_rate_threshold,
+                    reconcile_field=write.reconcile_field,
                     **common,
                 )
             )

@@ -128,6 +128,9 @@ def build_bitrix24_batch_asset(
     timezone: str | None = None,
     halt_on_error: bool = False,
     resumable: bool = True,
+    reconcile: bool = True,
+    reconcile_field: str | None = None,
+    reconcile_delay_seconds: float = 10.0,
     failure_rate_threshold: float = 0.05,
     max_failures_shown: int = 20,
     log_every_chunks: int | None = None,
@@ -166,6 +169,11 @@ def build_bitrix24_batch_asset(
         halt_on_error: stop at the first failed command (the rest become `not_run`).
         resumable: record each chunk's outcome as it arrives, so that a step executed again
             after a failure does not send the recorded chunks again (see docs/integration.md).
+        reconcile: look `unknown` creates up on the portal by their key before anything is
+            sent again (found: `ok`; not found: sent again; no key: stays `unknown`).
+        reconcile_field: the key field of the creates (default: `ORIGIN_ID` / `originId`).
+        reconcile_delay_seconds: wait this long after an answer was lost before looking up
+            (the portal may still be running the request whose answer timed out).
         failure_rate_threshold: the WARN check fails above this share of failed rows.
         max_failures_shown: rows of the `first_failures` metadata table.
         log_every_chunks: progress log interval (default: every chunk up to 100 chunks).
@@ -199,6 +207,8 @@ def build_bitrix24_batch_asset(
         params=params, key_column=key_column, nulls=nulls, field_types=field_types,
         row_function=row_function, timezone=timezone, halt_on_error=halt_on_error,
         max_failures_shown=max_failures_shown, log_every_chunks=log_every_chunks,
+        reconcile=reconcile, reconcile_field=reconcile_field,
+        reconcile_delay_seconds=reconcile_delay_seconds,
     )  # fmt: skip
     loader = source if callable(source) and not isinstance(source, dg.AssetKey) else None
     ins = {} if loader else {"rows": dg.AssetIn(key=dg.AssetKey.from_coercible(source))}  # type: ignore[arg-type]
@@ -256,6 +266,9 @@ def build_bitrix24_batch_op(
     timezone: str | None = None,
     halt_on_error: bool = False,
     resumable: bool = True,
+    reconcile: bool = True,
+    reconcile_field: str | None = None,
+    reconcile_delay_seconds: float = 10.0,
     max_failures_shown: int = 20,
     log_every_chunks: int | None = None,
     resource_key: str = "bitrix24",
@@ -286,6 +299,8 @@ def build_bitrix24_batch_op(
         params=params, key_column=key_column, nulls=nulls, field_types=field_types,
         row_function=row_function, timezone=timezone, halt_on_error=halt_on_error,
         max_failures_shown=max_failures_shown, log_every_chunks=log_every_chunks,
+        reconcile=reconcile, reconcile_field=reconcile_field,
+        reconcile_delay_seconds=reconcile_delay_seconds,
     )  # fmt: skip
     key = dg.AssetKey(list(results_key) if results_key else ["bitrix24_ops", name])
 

@@ -6,11 +6,15 @@ command. In `redrive` mode it reads the latest results file, sends again only th
 whose status is `error` or `not_run` (and `unknown` on request, since those may already have
 been applied), and merges their new outcome into the file: rows that succeeded are neither
 sent nor rewritten with other values. Each chunk is journaled as it completes (`_journal`),
-so a step executed again after a failure resumes instead of sending twice.
+so a step executed again after a failure resumes instead of sending twice. A chunk whose
+answer was lost is settled before anything is sent again: on v3 by sending it again under
+its `Idempotency-Key` (the portal replays what it ran), otherwise by looking its creates up
+by their key (`_reconcile`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -32,12 +36,16 @@ from b24_dagster.integration._commands import FrameCommands
 from b24_dagster.integration._errors import scrub, to_failure
 from b24_dagster.integration._journal import INTERRUPTED, BatchJournal, digest_of
 from b24_dagster.integration._parquet import ParquetStreamWriter, iter_parquet_batches
+from b24_dagster.integration._reconcile import ReconcileCounts, reconcile_table, unknown_rows
 
 __all__ = ["BatchMode", "BatchOutcome", "BatchSpec", "run_batch_step"]
 
 BatchMode = Literal["all", "redrive"]
 RowFunction = Callable[[dict[str, Any]], Mapping[str, Any]]
 CHUNK = 50
+REPLAY_WINDOW_SECONDS = 23 * 3600
+"""How long after a v3 chunk was sent a resumed step sends it again under its
+Idempotency-Key (the portal keeps answers 24 h; an hour is left for clocks and queues)."""
 ROW_GROUP_ROWS = 5_000
 """Rows per Parquet row group of a results file (100 chunks; memory holds at most that)."""
 
@@ -60,6 +68,9 @@ class BatchSpec:
     halt_on_error: bool = False
     max_failures_shown: int = 20
     log_every_chunks: int | None = None
+    reconcile: bool = True
+    reconcile_field: str | None = None
+    reconcile_delay_seconds: float = 10.0
 
 
 @dataclass
@@ -159,11 +170,17 @@ def run_batch_step(
     base = to_send.digest if isinstance(to_send, FrameCommands) else digest_of(to_send)
     book = BatchJournal(path, digest_of([], f"{base}|{mode}|{spec.halt_on_error}")) if journal and n else None
     done, interrupted = book.start() if book is not None else (0, None)
-    skip = done + (1 if interrupted is not None else 0)
+    replay = (book is not None and interrupted is not None and getattr(client, "api_version", 2) == 3
+              and book.age(interrupted) < REPLAY_WINDOW_SECONDS)  # fmt: skip
+    if book is not None:  # stable across re-executions: a chunk sent again keeps its key
+        request_id = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', label)[:80]}-{book.token}"
+    skip = done + (1 if interrupted is not None and not replay else 0)
     offset = min(skip * CHUNK, n)
-    if skip:
-        log.info(f"{label}: resuming after {done} recorded chunks"
-                 + (f"; chunk {interrupted} was in flight: its commands are unknown" if interrupted is not None else ""))  # fmt: skip
+    if done or interrupted is not None:
+        log.info(f"{label}: resuming after {done} recorded chunks" + (
+            "" if interrupted is None
+            else f"; chunk {interrupted} was in flight: sent again under its Idempotency-Key" if replay
+            else f"; chunk {interrupted} was in flight: its commands are unknown until reconciled"))  # fmt: skip
     run_map = base_map[offset:] if base_map is not None else (list(range(offset, n)) if offset else None)
     before = client_stats(client)
     watch = Stopwatch()
@@ -173,6 +190,14 @@ def run_batch_step(
     next_chunk = [skip]
 
     pending: list[pa.Table] = []  # chunks waiting for their row group
+    counts = ReconcileCounts()
+
+    def reconciled(table: pa.Table, since_loss: float = 0.0) -> pa.Table:
+        if not spec.reconcile or not unknown_rows(table):
+            return table
+        settle = max(0.0, spec.reconcile_delay_seconds - since_loss)
+        return reconcile_table(table, lambda i: calls[i], client, field=spec.reconcile_field,
+                               counts=counts, settle_seconds=settle)  # fmt: skip
 
     def flush() -> None:
         if pending:
@@ -198,6 +223,7 @@ def run_batch_step(
                 book.refused(number)  # refused before running: safe to send after a fix
             raise
         table = table.set_column(3, "chunk_index", pa.array([number] * table.num_rows, pa.int32()))
+        table = reconciled(table)
         if book is not None:
             book.completed(number, table)
         next_chunk[0] += 1
@@ -217,14 +243,16 @@ def run_batch_step(
         if book is not None:
             for part in book.parts(done):
                 emit(part.cast(schema), sent=False)
-            if interrupted is not None:
+            if interrupted is not None and not replay:
                 lost = _interrupted_rows(to_send, base_map, keys, schema, interrupted)
+                lost = reconciled(lost, since_loss=book.age(interrupted))
                 book.completed(interrupted, lost)
                 emit(lost, sent=False)
         if offset < n:
             if book is not None:
                 book.sending(skip)
-            run = client.batch_by_chunk(to_send[offset:], halt_on_error=spec.halt_on_error, request_id=request_id)
+            run = client.batch_by_chunk(to_send[offset:], halt_on_error=spec.halt_on_error,
+                                        request_id=request_id, first_chunk=skip)  # fmt: skip
             stream_chunks(run, keys=keys, index_map=run_map, schema=schema, on_chunk=on_chunk)
         flush()
         if previous is not None:
@@ -250,9 +278,11 @@ def run_batch_step(
     stats = {k: after[k] - before.get(k, 0.0) for k in after}
     metadata = tally.metadata(stats=stats, duration=watch.elapsed, writer=writer, schema=schema)
     metadata["mode"] = mode
-    if skip:
+    metadata.update(counts.metadata())
+    if done or interrupted is not None:
         metadata["resumed_chunks"] = done
         metadata["interrupted_chunks"] = 0 if interrupted is None else 1
+        metadata["replayed_chunks"] = int(replay)
     if mode == "redrive":
         metadata["redriven"] = n
     log.info(

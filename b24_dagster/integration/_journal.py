@@ -3,6 +3,7 @@
 Beside the results file, keyed by a digest of the command set (the results path already
 names the asset and partition):
 
+    .<results>.parquet.journal/<digest>/token                this job's request id (kept on resume)
     .<results>.parquet.journal/<digest>/chunk-000000.part    one per completed chunk (Parquet)
     .<results>.parquet.journal/<digest>/inflight-000001      written before chunk 1 is sent
     .<results>.parquet.journal/<digest>/done                 written once the results are published
@@ -13,9 +14,10 @@ the base never picks up a journal).
 After a crash (an exception, a killed process, a lost worker), executing the step again
 with the same commands finds the parts: their chunks are not sent again. A chunk that was
 in flight (its marker is there, its part is not) may or may not have been applied by the
-portal: its commands are recorded as `unknown` (code `JOURNAL_INTERRUPTED`) and not re-sent,
-so nothing is created twice; the `no_unknown_outcomes` check then fails loudly. A journal
-marked `done` is discarded, so it never blocks a new materialization.
+portal: the step either sends it again under the same v3 `Idempotency-Key` (the token is the
+job's request id, so the portal replays a batch it ran), or records its commands as `unknown`
+(code `JOURNAL_INTERRUPTED`) and reconciles them (`_reconcile`); nothing is sent blindly. A
+journal marked `done` is discarded, so it never blocks a new materialization.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import secrets
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -52,6 +56,7 @@ class BatchJournal:
     def __init__(self, results: UPath, digest: str) -> None:
         self.root = results.with_name(f".{results.name}.journal")
         self.dir = self.root / digest
+        self.token = ""
 
     def _part(self, chunk: int) -> UPath:
         return self.dir / f"chunk-{chunk:06d}.part"
@@ -63,7 +68,8 @@ class BatchJournal:
         """Prepare the journal; returns (completed chunks, the interrupted chunk or None).
 
         Completed chunks are the contiguous parts from chunk 0. A journal marked done, or
-        one of another command set, is removed.
+        one of another command set, is removed. `token` is set: a fresh one for a new
+        journal, the recorded one when resuming.
         """
         with contextlib.suppress(FileNotFoundError):
             for other in self.root.iterdir():
@@ -71,6 +77,12 @@ class BatchJournal:
                     _remove_tree(other)
         with contextlib.suppress(Exception):
             self.dir.mkdir(parents=True, exist_ok=True)
+        token = self.dir / "token"
+        if token.exists():
+            self.token = token.read_text().strip()
+        if not self.token:
+            self.token = secrets.token_hex(8)
+            token.write_text(self.token)
         completed = 0
         while self._part(completed).exists():
             completed += 1
@@ -82,9 +94,20 @@ class BatchJournal:
         for chunk in range(count):
             yield read_parquet(self._part(chunk))
 
+    def age(self, chunk: int) -> float:
+        """Seconds since `chunk` was sent (its in-flight marker was written); inf if unknown."""
+        try:
+            return max(0.0, time.time() - self._marker(chunk).stat().st_mtime)
+        except (FileNotFoundError, OSError, AttributeError):
+            return float("inf")
+
     def sending(self, chunk: int) -> None:
-        """Record that `chunk` is about to be sent."""
-        with self._marker(chunk).open("wb") as handle:
+        """Record that `chunk` is about to be sent (a marker left by an earlier send is kept,
+        so its age stays that of the first send)."""
+        marker = self._marker(chunk)
+        if marker.exists():
+            return
+        with marker.open("wb") as handle:
             handle.write(b"")
 
     def refused(self, chunk: int) -> None:
