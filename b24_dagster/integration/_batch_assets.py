@@ -47,8 +47,10 @@ class Bitrix24BatchConfig(dg.Config):
     include_unknown: bool = Field(
         default=False,
         description=(
-            "In redrive mode, also send commands whose outcome is unknown. They may already "
-            "have been applied: only for idempotent methods (updates) or after checking."
+            "In redrive mode, also send the unknown commands that could not be settled. Unknown "
+            "creates that carry a key (ORIGIN_ID / originId / reconcile_field) are always looked "
+            "up on the portal first; the rest may already have been applied: only for idempotent "
+            "methods (updates) or after checking."
         ),
     )
     halt_on_error: bool | None = Field(
@@ -104,8 +106,9 @@ def _check_results(key: dg.AssetKey, outcome: Any, threshold: float) -> list[dg.
             description=None
             if unknown == 0
             else (
-                f"{unknown} commands may or may not have been applied by the portal; "
-                "reconcile them before re-sending (include_unknown)."
+                f"{unknown} commands may or may not have been applied by the portal and carry "
+                "no key to look them up by: check them on the portal, then re-drive "
+                "(include_unknown) only what is missing."
             ),
         ),
     ]

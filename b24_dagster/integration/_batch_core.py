@@ -2,9 +2,10 @@
 
 `run_batch_step` builds the command set from the source DataFrame (through
 `b24_dagster.frames`), sends it with `batch_by_chunk` and streams one Parquet row per
-command. In `redrive` mode it reads the latest results file, sends again only the commands
-whose status is `error` or `not_run` (and `unknown` on request, since those may already have
-been applied), and merges their new outcome into the file: rows that succeeded are neither
+command. In `redrive` mode it reads the latest results file, settles the `unknown` creates
+that carry a key by looking them up (`_reconcile`), sends again only the commands whose
+status is `error` or `not_run` (and the unsettled `unknown` ones on request, since those may
+already have been applied), and merges their new outcome into the file: rows that succeeded are neither
 sent nor rewritten with other values. Each chunk is journaled as it completes (`_journal`),
 so a step executed again after a failure resumes instead of sending twice. A chunk whose
 answer was lost is settled before anything is sent again: on v3 by sending it again under
@@ -15,6 +16,7 @@ by their key (`_reconcile`).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -159,10 +161,29 @@ def run_batch_step(
     tally = BatchTally(key_name=key_name, max_failures=spec.max_failures_shown)
     base_map: list[int] | None = None
     previous = None
+    counts = ReconcileCounts()
+
+    def reconciled(table: pa.Table, since_loss: float = 0.0) -> pa.Table:
+        if not spec.reconcile or not unknown_rows(table):
+            return table
+        settle = max(0.0, spec.reconcile_delay_seconds - since_loss)
+        return reconcile_table(table, lambda i: calls[i], client, field=spec.reconcile_field,
+                               counts=counts, settle_seconds=settle)  # fmt: skip
+
+    settled: pa.Table | None = None
     if mode == "redrive":
-        base_map, previous = _redrive_plan(path, calls, keys, key_name, include_unknown)
+        base_map, previous, unknown = _redrive_plan(path, calls, keys, key_name, spec.reconcile or include_unknown)
+        if unknown is not None and spec.reconcile:  # settled by lookups first, never sent blindly
+            unknown = reconciled(unknown.cast(schema), since_loss=_age(path))
+            still = pc.equal(unknown["status"], "unknown")
+            settled = unknown.filter(pc.invert(still))
+            if include_unknown:
+                base_map = sorted(base_map + unknown.filter(still)["command_index"].to_pylist())
+        elif unknown is not None:
+            base_map = sorted(base_map + unknown["command_index"].to_pylist())
         to_send = [calls[i] for i in base_map]
-        log.info(f"{label}: re-drive of {len(to_send)} of {len(calls)} commands (failed and not run)")
+        log.info(f"{label}: re-drive of {len(to_send)} of {len(calls)} commands"
+                 + (f" after settling {settled.num_rows} unknown ones on the portal" if settled is not None else ""))  # fmt: skip
     else:
         to_send = calls
     n = len(to_send)
@@ -190,14 +211,6 @@ def run_batch_step(
     next_chunk = [skip]
 
     pending: list[pa.Table] = []  # chunks waiting for their row group
-    counts = ReconcileCounts()
-
-    def reconciled(table: pa.Table, since_loss: float = 0.0) -> pa.Table:
-        if not spec.reconcile or not unknown_rows(table):
-            return table
-        settle = max(0.0, spec.reconcile_delay_seconds - since_loss)
-        return reconcile_table(table, lambda i: calls[i], client, field=spec.reconcile_field,
-                               counts=counts, settle_seconds=settle)  # fmt: skip
 
     def flush() -> None:
         if pending:
@@ -240,6 +253,8 @@ def run_batch_step(
 
     writer.open()
     try:
+        if settled is not None and settled.num_rows:
+            resent.append(settled)  # merged like the re-sent rows (lookups are in the counts)
         if book is not None:
             for part in book.parts(done):
                 emit(part.cast(schema), sent=False)
@@ -357,19 +372,24 @@ def _redrive_plan(
     calls: Sequence[Any],
     keys: pa.Array | None,
     key_name: str | None,
-    include_unknown: bool,
-) -> tuple[list[int], UPath]:
-    """The indices to send again, checked against the latest results file."""
+    with_unknown: bool,
+) -> tuple[list[int], UPath, pa.Table | None]:
+    """The indices of the failed and not-run commands, checked against the latest results file,
+    and (with `with_unknown`) the rows whose outcome is unknown."""
     if not path.exists():
         raise dg.Failure(
             f"Nothing to re-drive: no results at {path}. Materialize in mode 'all' first.",
             allow_retries=False,
         )
-    statuses = ["error", "not_run", *(["unknown"] if include_unknown else [])]
+    statuses = ["error", "not_run", *(["unknown"] if with_unknown else [])]
     picked: list[int] = []
+    unknown: list[pa.RecordBatch] = []
     rows = 0
     for batch in iter_parquet_batches(path):
         rows += batch.num_rows
+        is_unknown = pc.equal(batch.column("status"), "unknown")
+        if with_unknown and pc.any(is_unknown).as_py():
+            unknown.append(batch.filter(is_unknown))
         mask = pc.is_in(batch.column("status"), pa.array(statuses))
         chosen = batch.filter(mask)
         idx = chosen.column("command_index")
@@ -377,10 +397,19 @@ def _redrive_plan(
             expected = pc.take(keys, idx).cast(chosen.schema.field(key_name).type)
             if not pc.all(pc.equal(expected, chosen.column(key_name))).as_py():
                 raise _changed(path)
-        picked.extend(idx.to_pylist())
+        picked.extend(i for i, u in zip(idx.to_pylist(), pc.equal(chosen.column("status"), "unknown").to_pylist(),
+                                        strict=True) if not u)  # fmt: skip
     if rows != len(calls):
         raise _changed(path, f"{rows} results for {len(calls)} source rows")
-    return picked, path
+    return picked, path, pa.Table.from_batches(unknown) if unknown else None
+
+
+def _age(path: UPath) -> float:
+    """Seconds since `path` was written (inf when the store cannot tell)."""
+    try:
+        return max(0.0, time.time() - path.stat().st_mtime)
+    except (OSError, AttributeError):
+        return float("inf")
 
 
 def _changed(path: UPath, detail: str = "the keys differ") -> dg.Failure:

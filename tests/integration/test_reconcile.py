@@ -243,3 +243,28 @@ def test_lookups_wait_the_settle_time_only_when_there_is_one(b24_emulator, keyed
     assert out["status"].to_pylist() == (["ok"] if keyed else ["unknown"])  # not found: sent now
     assert (counts.resent, counts.left) == ((1, 0) if keyed else (0, 1))
     assert b24_emulator.counts()["lead"] == int(keyed)
+
+
+def test_redrive_settles_unknown_creates_by_lookup_before_sending(b24_emulator, resources, base, instance):
+    """Run 1 without reconciling leaves 100 unknown rows (50 landed, 50 never ran); the
+    re-drive looks them up: 50 found, 50 sent, none twice."""
+    b24_emulator.faults.configure(FaultSettings(
+        close_after=FaultRule(requests=(1, 1), methods=BATCH),
+        close_before=FaultRule(requests=(2, 2), methods=BATCH),
+    ))  # fmt: skip
+    frame = leads(150, bad_every=None)
+    first = run(keyed_assets(frame, reconcile=False), resources, instance)
+    assert not checks(first)[UNKNOWN_CHECK].passed
+    assert b24_emulator.counts()["lead"] == 100
+    b24_emulator.faults.configure(None)
+
+    result = run(keyed_assets(frame), resources, instance, mode="redrive")
+    assert result.success
+    assert sorted(_origins(b24_emulator)) == sorted(frame["external_id"])
+    table = pq.read_table(base / "bitrix24" / "lead_import.parquet")
+    assert table["status"].to_pylist() == ["ok"] * 150
+    assert table["external_id"].to_pylist() == list(frame["external_id"])
+    [mat] = result.asset_materializations_for_node(ASSET)
+    assert (mat.metadata["reconciled_found"].value, mat.metadata["reconciled_resent"].value) == (50, 50)
+    assert mat.metadata["redriven"].value == 0  # nothing sent blindly
+    assert checks(result)[UNKNOWN_CHECK].passed
