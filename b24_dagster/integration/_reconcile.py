@@ -11,7 +11,10 @@ unique per originator), one list command per lookup, up to 50 per batch request:
   (`error_code` null, `error_description` says it was reconciled);
 - not found: the write never landed; the command is sent again and its real outcome
   recorded;
-- no key, or the lookup itself failed: the row stays `unknown` (the check fails loudly).
+- a lookup that failed, or a re-send whose answer was lost again: looked up again in the
+  next round (three rounds at most);
+- no key, or still open after the last round: the row stays `unknown` (the check fails
+  loudly).
 
 Why wait before looking: an answer lost to a read timeout may belong to a request the portal
 is still running. A lookup made at once could miss a record that appears a moment later, and
@@ -118,9 +121,14 @@ def reconcile_table(
     field: str | None = None,
     counts: ReconcileCounts,
     settle_seconds: float = 0.0,
+    rounds: int = 3,
     sleep: Callable[[float], Any] = time.sleep,
 ) -> pa.Table:
     """The table with its reconcilable `unknown` rows resolved (see the module docstring).
+
+    A lookup that fails, or a re-send whose answer is lost again, is tried in the next round
+    (after `settle_seconds` again), up to `rounds` rounds; what is still open then stays
+    `unknown`.
 
     Args:
         table: Result rows (the contract schema, maybe a key column after it).
@@ -128,7 +136,8 @@ def reconcile_table(
         client: The `Bitrix24Client` to look up and re-send with.
         field: The key field; None auto-detects `ORIGIN_ID` / `originId`.
         counts: Updated with what was found, re-sent and left.
-        settle_seconds: Wait this long before the first lookup (only when there is one).
+        settle_seconds: Wait this long before each round of lookups.
+        rounds: Rounds of lookups at most.
         sleep: The wait (a seam for tests).
     """
     status = table["status"].to_pylist()
@@ -144,49 +153,59 @@ def reconcile_table(
         targets.append((row, method, params, key))
     if not targets:
         return table
-    if settle_seconds > 0:
-        sleep(settle_seconds)
     results = table["result"].to_pylist()
     codes = table["error_code"].to_pylist()
     descriptions = table["error_description"].to_pylist()
-    resend: list[tuple[int, str, dict[str, Any]]] = []
-    for start in range(0, len(targets), _BATCH):
-        group = targets[start : start + _BATCH]
-        counts.lookups += len(group)
-        try:  # lookups are reads in the v2 filter shape, whatever version the writes use
-            answer = client.batch([_lookup_command(m, p, k) for _, m, p, k in group],
-                                  halt_on_error=False, api_version=2)  # fmt: skip
-        except Exception:  # the lookup failed: nothing is known, nothing is sent
-            counts.left += len(group)
-            continue
-        for (row, method, params, key), found in zip(group, answer.commands, strict=True):
-            if found.status != "ok":
-                counts.left += 1
+
+    def settle(row: int, outcome: Any) -> None:
+        status[row] = outcome.status
+        results[row] = None if outcome.data is None else json.dumps(outcome.data, default=str)
+        codes[row], descriptions[row] = outcome.error_code, outcome.error_description
+
+    for _ in range(rounds):
+        if not targets:
+            break
+        if settle_seconds > 0:
+            sleep(settle_seconds)
+        still: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
+        resend: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
+        for start in range(0, len(targets), _BATCH):
+            group = targets[start : start + _BATCH]
+            counts.lookups += len(group)
+            try:  # lookups are reads in the v2 filter shape, whatever version the writes use
+                answer = client.batch([_lookup_command(m, p, k) for _, m, p, k in group],
+                                      halt_on_error=False, api_version=2)  # fmt: skip
+            except Exception:  # the lookup failed: nothing is known, nothing is sent
+                still.extend(group)
                 continue
-            many, result = _found(found.data)
-            if not many:
-                resend.append((row, method, params))
+            for target, found in zip(group, answer.commands, strict=True):
+                if found.status != "ok":
+                    still.append(target)
+                    continue
+                many, result = _found(found.data)
+                if not many:
+                    resend.append(target)
+                    continue
+                row = target[0]
+                status[row], results[row], codes[row] = "ok", json.dumps(result, default=str), None
+                descriptions[row] = (f"reconciled: the create landed (found by {', '.join(target[3])})"
+                                     + (f"; {many} records carry this key" if many > 1 else ""))  # fmt: skip
+                counts.found += 1
+        for start in range(0, len(resend), _BATCH):
+            group = resend[start : start + _BATCH]
+            try:
+                answer = client.batch([(m, p) for _, m, p, _ in group], halt_on_error=False)
+            except Exception:  # refused as a whole before running, or lost: look again
+                still.extend(group)
                 continue
-            status[row], results[row], codes[row] = "ok", json.dumps(result, default=str), None
-            by = ", ".join(key)
-            descriptions[row] = (f"reconciled: the create landed (found by {by})"
-                                 + (f"; {many} records carry this key" if many > 1 else ""))  # fmt: skip
-            counts.found += 1
-    for start in range(0, len(resend), _BATCH):
-        group = resend[start : start + _BATCH]
-        try:
-            answer = client.batch([(m, p) for _, m, p in group], halt_on_error=False)
-        except Exception:
-            counts.left += len(group)
-            continue
-        for (row, _, _), outcome in zip(group, answer.commands, strict=True):
-            status[row] = outcome.status
-            results[row] = None if outcome.data is None else json.dumps(outcome.data, default=str)
-            codes[row], descriptions[row] = outcome.error_code, outcome.error_description
-            if outcome.status == "unknown":
-                counts.left += 1
-            else:
-                counts.resent += 1
+            for target, outcome in zip(group, answer.commands, strict=True):
+                settle(target[0], outcome)
+                if outcome.status == "unknown":
+                    still.append(target)
+                else:
+                    counts.resent += 1
+        targets = still
+    counts.left += len(targets)
     for name, values in (("status", status), ("result", results), ("error_code", codes),
                          ("error_description", descriptions)):  # fmt: skip
         at = table.schema.get_field_index(name)

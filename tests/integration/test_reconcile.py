@@ -268,3 +268,42 @@ def test_redrive_settles_unknown_creates_by_lookup_before_sending(b24_emulator, 
     assert (mat.metadata["reconciled_found"].value, mat.metadata["reconciled_resent"].value) == (50, 50)
     assert mat.metadata["redriven"].value == 0  # nothing sent blindly
     assert checks(result)[UNKNOWN_CHECK].passed
+
+
+#: Faults after which the client cannot tell whether a write batch ran (its rows are unknown).
+LOSSY = {
+    "error_500": FaultSettings(error_500=FaultRule(rate=0.2, methods=BATCH), seed=11),
+    "html_error": FaultSettings(html_error=FaultRule(rate=0.2, methods=BATCH), seed=11),
+    "close_before": FaultSettings(close_before=FaultRule(rate=0.2, methods=BATCH), seed=11),
+    "close_after": FaultSettings(close_after=FaultRule(rate=0.2, methods=BATCH), seed=11),
+    "malformed_json": FaultSettings(malformed_json=FaultRule(rate=0.2, methods=BATCH), seed=11),
+    "mix": FaultSettings(
+        close_before=FaultRule(rate=0.07), close_after=FaultRule(rate=0.07), error_500=FaultRule(rate=0.07),
+        html_error=FaultRule(rate=0.07), malformed_json=FaultRule(rate=0.07),
+        storm_503=FaultRule(rate=0.05, length=3), slow=FaultRule(rate=0.05, delay=0.1), seed=11),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", sorted(LOSSY))
+def test_keyed_creates_under_lossy_faults_end_ok_and_once(fault, b24_emulator, resources, base, instance):
+    """600 keyed leads through the asset while batches lose their answers: every row `ok`,
+    every ORIGIN_ID once on the portal, lookups and re-sends counted."""
+    resources = {**resources, "bitrix24": Bitrix24Resource(
+        webhook_url=dg.EnvVar("BITRIX24_WEBHOOK_URL"), requests_per_second=None, share_limits=False,
+        max_retries=6, backoff_seconds=0.001)}  # fmt: skip
+    b24_emulator.faults.configure(LOSSY[fault])
+    frame = leads(600, bad_every=None)
+    result = run(keyed_assets(frame), resources, instance)
+    assert result.success
+    hits = {k: v for k, v in b24_emulator.stats["faults"].items() if v}
+    assert hits and (fault == "mix" or fault in hits), "the fault did not fire"
+    on_portal = _origins(b24_emulator)
+    assert len(on_portal) == 600 and sorted(on_portal) == sorted(frame["external_id"])
+    table = pq.read_table(base / "bitrix24" / "lead_import.parquet")
+    assert table["status"].to_pylist() == ["ok"] * 600
+    assert table["external_id"].to_pylist() == list(frame["external_id"])
+    [mat] = result.asset_materializations_for_node(ASSET)
+    found, resent = mat.metadata["reconciled_found"].value, mat.metadata["reconciled_resent"].value
+    assert found + resent > 0 and mat.metadata["reconciled_unknown_left"].value == 0
+    print(f"\n{fault}: faults {hits}; reconciled found {found}, re-sent {resent}, "
+          f"lookups {mat.metadata['reconcile_lookups'].value}")
