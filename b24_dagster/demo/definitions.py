@@ -51,8 +51,13 @@ STALE_MART = "stale_deals"
 
 
 def read_leads(context: dg.AssetExecutionContext) -> pd.DataFrame:
-    """The shipped CSV of leads (the key column `external_id` joins results back to it)."""
+    """The shipped CSV of leads (the key column `external_id` joins results back to it).
+
+    `external_id` is also sent as the lead's ORIGIN_ID: a create whose answer is lost is
+    then looked up by it instead of staying `unknown` (docs/integration.md).
+    """
     frame = pd.read_csv(LEADS_CSV, dtype=LEAD_DTYPES)  # type: ignore[arg-type]
+    frame["ORIGIN_ID"] = frame["external_id"]
     context.log.info(f"{len(frame)} leads read from {LEADS_CSV.name}")
     return frame
 
