@@ -16,7 +16,6 @@ by their key (`_reconcile`).
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,7 +35,7 @@ from b24_dagster.integration._batch_run import (
 )
 from b24_dagster.integration._commands import FrameCommands
 from b24_dagster.integration._errors import scrub, to_failure
-from b24_dagster.integration._journal import INTERRUPTED, BatchJournal, digest_of
+from b24_dagster.integration._journal import INTERRUPTED, BatchJournal, digest_of, file_age
 from b24_dagster.integration._parquet import ParquetStreamWriter, iter_parquet_batches
 from b24_dagster.integration._reconcile import ReconcileCounts, reconcile_table, unknown_rows
 
@@ -174,7 +173,7 @@ def run_batch_step(
     if mode == "redrive":
         base_map, previous, unknown = _redrive_plan(path, calls, keys, key_name, spec.reconcile or include_unknown)
         if unknown is not None and spec.reconcile:  # settled by lookups first, never sent blindly
-            unknown = reconciled(unknown.cast(schema), since_loss=_age(path))
+            unknown = reconciled(unknown.cast(schema), since_loss=file_age(path))
             still = pc.equal(unknown["status"], "unknown")
             settled = unknown.filter(pc.invert(still))
             if include_unknown:
@@ -264,7 +263,7 @@ def run_batch_step(
                 book.completed(interrupted, lost)
                 emit(lost, sent=False)
         if offset < n:
-            if book is not None:
+            if book is not None and not replay:  # a replayed chunk keeps its first marker (age)
                 book.sending(skip)
             run = client.batch_by_chunk(to_send[offset:], halt_on_error=spec.halt_on_error,
                                         request_id=request_id, first_chunk=skip)  # fmt: skip
@@ -403,13 +402,6 @@ def _redrive_plan(
         raise _changed(path, f"{rows} results for {len(calls)} source rows")
     return picked, path, pa.Table.from_batches(unknown) if unknown else None
 
-
-def _age(path: UPath) -> float:
-    """Seconds since `path` was written (inf when the store cannot tell)."""
-    try:
-        return max(0.0, time.time() - path.stat().st_mtime)
-    except (OSError, AttributeError):
-        return float("inf")
 
 
 def _changed(path: UPath, detail: str = "the keys differ") -> dg.Failure:

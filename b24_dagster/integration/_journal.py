@@ -35,7 +35,7 @@ from upath import UPath
 
 from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet
 
-__all__ = ["BatchJournal", "INTERRUPTED", "digest_of"]
+__all__ = ["BatchJournal", "INTERRUPTED", "digest_of", "file_age"]
 
 INTERRUPTED = "JOURNAL_INTERRUPTED"
 
@@ -95,19 +95,12 @@ class BatchJournal:
             yield read_parquet(self._part(chunk))
 
     def age(self, chunk: int) -> float:
-        """Seconds since `chunk` was sent (its in-flight marker was written); inf if unknown."""
-        try:
-            return max(0.0, time.time() - self._marker(chunk).stat().st_mtime)
-        except (FileNotFoundError, OSError, AttributeError):
-            return float("inf")
+        """Seconds since `chunk` was first sent (its in-flight marker was written)."""
+        return file_age(self._marker(chunk))
 
     def sending(self, chunk: int) -> None:
-        """Record that `chunk` is about to be sent (a marker left by an earlier send is kept,
-        so its age stays that of the first send)."""
-        marker = self._marker(chunk)
-        if marker.exists():
-            return
-        with marker.open("wb") as handle:
+        """Record that `chunk` is about to be sent."""
+        with self._marker(chunk).open("wb") as handle:
             handle.write(b"")
 
     def refused(self, chunk: int) -> None:
@@ -127,6 +120,15 @@ class BatchJournal:
         with contextlib.suppress(Exception), (self.dir / "done").open("wb") as handle:
             handle.write(b"")
         _remove_tree(self.root)
+
+
+def file_age(path: UPath) -> float:
+    """Seconds since `path` was last written; inf when it is gone or the store cannot tell
+    (object stores give no `st_mtime`), which callers treat as "too old to rely on"."""
+    try:
+        return max(0.0, time.time() - path.stat().st_mtime)
+    except (OSError, AttributeError):
+        return float("inf")
 
 
 def _remove_tree(path: UPath) -> None:
