@@ -7,6 +7,7 @@ import json
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -227,8 +228,6 @@ def test_command_key() -> None:
 
 @pytest.mark.parametrize("keyed", [True, False])
 def test_lookups_wait_the_settle_time_only_when_there_is_one(b24_emulator, keyed) -> None:
-    import pyarrow as pa
-
     fields = {"TITLE": "x", **({"ORIGIN_ID": "S1"} if keyed else {})}
     calls = [("crm.lead.add", {"fields": fields})]
     row = {name: None for name in RESULT_SCHEMA.names} | {
