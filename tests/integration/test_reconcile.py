@@ -306,3 +306,54 @@ def test_keyed_creates_under_lossy_faults_end_ok_and_once(fault, b24_emulator, r
     assert found + resent > 0 and mat.metadata["reconciled_unknown_left"].value == 0
     print(f"\n{fault}: faults {hits}; reconciled found {found}, re-sent {resent}, "
           f"lookups {mat.metadata['reconcile_lookups'].value}")
+
+
+def test_crm_item_creates_are_found_by_origin_id(b24_emulator, resources, base, instance):
+    """`crm.item.add` carries `originId` (with `originatorId`): the lookup is a `crm.item.list`
+    of the same entity type, and the found result takes the create's `{"item": ...}` shape."""
+    b24_emulator.faults.configure(FaultSettings(close_after=FaultRule(requests=(1, 1), methods=BATCH)))
+    frame = pd.DataFrame({"external_id": [f"D{i:03d}" for i in range(70)],
+                          "title": [f"Deal {i}" for i in range(70)]})  # fmt: skip
+
+    @dg.asset(name="deal_rows")
+    def source():
+        return frame
+
+    asset = build_bitrix24_batch_asset(
+        name="deal_import", method="crm.item.add", source="deal_rows", reconcile_delay_seconds=0.0,
+        params={"entityTypeId": 2}, key_column="external_id",
+        row_function=lambda row: {"title": row["title"], "originId": row["external_id"], "originatorId": "erp"},
+    )  # fmt: skip
+    result = dg.materialize([source, asset], resources=resources, instance=instance, raise_on_error=False,
+                            run_config={"ops": {"bitrix24__deal_import": {"config": {"mode": "all"}}}})  # fmt: skip
+    assert result.success
+    assert b24_emulator.stats["faults"]["close_after"] == 1
+    assert b24_emulator.counts()["deal"] == 70
+    table = pq.read_table(base / "bitrix24" / "deal_import.parquet")
+    assert table["status"].to_pylist() == ["ok"] * 70
+    found = json.loads(table["result"][0].as_py())
+    assert found["item"]["originId"] == "D000" and found["item"]["id"] >= 1
+    assert "found by originId, originatorId" in table["error_description"][0].as_py()
+    [mat] = result.asset_materializations_for_node("bitrix24__deal_import")
+    assert mat.metadata["reconciled_found"].value == 50
+
+
+def test_a_field_the_user_names_is_the_key(b24_emulator, resources, base, instance):
+    b24_emulator.faults.configure(FaultSettings(close_after=FaultRule(requests=(1, 1), methods=BATCH)))
+    frame = leads(60, bad_every=None)
+
+    @dg.asset(name="leads_csv")
+    def source():
+        return frame
+
+    asset = build_bitrix24_batch_asset(
+        name="lead_import", method="crm.lead.add", source="leads_csv", reconcile_delay_seconds=0.0,
+        fields={"title": "TITLE", "external_id": "SOURCE_DESCRIPTION"}, key_column="external_id",
+        reconcile_field="SOURCE_DESCRIPTION",
+    )  # fmt: skip
+    result = run([source, asset], resources, instance)
+    assert result.success
+    assert b24_emulator.counts()["lead"] == 60
+    table = pq.read_table(base / "bitrix24" / "lead_import.parquet")
+    assert table["status"].to_pylist() == ["ok"] * 60
+    assert "found by SOURCE_DESCRIPTION" in table["error_description"][0].as_py()
