@@ -13,10 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("matplotlib")
-pytest.importorskip("fast_bitrix24")
-pytest.importorskip("b24pysdk")
-
 CLIENTS = ("b24-dagster", "fast_bitrix24", "b24pysdk")
 
 
@@ -34,6 +30,11 @@ def _table_rows(markdown: str, section: str) -> list[str]:
 
 
 def test_quick_bench_writes_table_chart_and_json(tmp_path: Path) -> None:
+    # The chart needs the bench extra (`python3 dev.py bench` installs it); the test install
+    # does not, so CI runs only the argument checks below.
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("fast_bitrix24")
+    pytest.importorskip("b24pysdk")
     out = tmp_path / "results"
     proc = subprocess.run(
         [sys.executable, "-m", "b24_dagster.bench", "--quick", "--repeat", "1", "--out", str(out),
