@@ -24,7 +24,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from b24_dagster.errors import CommandValidationError
@@ -72,6 +72,8 @@ class RunStats:
     blocked: int = 0
     throttle_wait_seconds: float = 0.0
     operating_wait_seconds: float = 0.0
+    reconciled_found: int = 0
+    reconciled_resent: int = 0
 
     def as_dict(self) -> dict[str, float]:
         """The counters as a plain dict (for metadata)."""
@@ -133,6 +135,12 @@ class ChunkedBatchRun:
         first_chunk: The number of the first chunk, for a run that continues an earlier one
             (a resumed job): chunk ``i`` of the run is sent as ``{request_id}-{first_chunk + i}``,
             so a v3 chunk sent again carries the same ``Idempotency-Key`` and is replayed.
+        reconcile: Settle each chunk's ``unknown`` creates that carry a key (``ORIGIN_ID``,
+            ``originId`` or ``reconcile_field``) before the chunk is handed out: looked up on
+            the portal, found ones become ``ok``, missing ones are sent again (see
+            :mod:`._reconcile`); counted in ``reconciled_found`` / ``reconciled_resent``.
+        reconcile_field: The key field of the creates (default ``ORIGIN_ID`` / ``originId``).
+        reconcile_delay_seconds: Wait this long after a lost answer before looking it up.
 
     Raises:
         CommandValidationError: Named commands, a malformed command, or references between
@@ -143,7 +151,9 @@ class ChunkedBatchRun:
                  api_version: int = 2, request_id: str | None = None,
                  progress: Callable[[ChunkProgress], Any] | None = None,
                  progress_bar: bool | None = None,
-                 chunk_size: int = MAX_BATCH_COMMANDS, first_chunk: int = 0) -> None:
+                 chunk_size: int = MAX_BATCH_COMMANDS, first_chunk: int = 0,
+                 reconcile: bool = False, reconcile_field: str | None = None,
+                 reconcile_delay_seconds: float = 10.0) -> None:
         if isinstance(calls, Mapping):
             raise CommandValidationError(
                 "named commands are not accepted in a chunked batch: pass a list of "
@@ -159,6 +169,9 @@ class ChunkedBatchRun:
         self.request_id = check_request_id(request_id)
         self.chunk_size = chunk_size
         self.first_chunk = first_chunk
+        self.reconcile = reconcile
+        self.reconcile_field = reconcile_field
+        self.reconcile_delay_seconds = reconcile_delay_seconds
         self._progress = progress
         self._progress_bar = progress_bar
         self._sized = isinstance(calls, list | tuple)
@@ -214,6 +227,8 @@ class ChunkedBatchRun:
                     self.client, commands, halt_on_error=self.halt_on_error,
                     api_version=self.api_version, request_id=self.request_id,
                     chunk_index=chunk_index, x_request_id=f"{self.request_id}-{chunk_index}")
+                if self.reconcile:
+                    self._settle(result, commands)
                 counts = result.counts()
                 s.commands += len(commands)
                 s.ok += counts["ok"]
@@ -238,6 +253,25 @@ class ChunkedBatchRun:
             if bar is not None:
                 bar.close()
         self._finished = True
+
+    def _settle(self, result: BatchResult, commands: list[Command]) -> None:
+        """Settle the chunk's unknown creates by their keys before it is counted."""
+        lost = [at for at, c in enumerate(result.commands) if c.status == "unknown"]
+        if not lost:
+            return
+        from ._reconcile import ReconcileCounts, reconcile_creates
+
+        counts = ReconcileCounts()
+        settled = reconcile_creates(self.client, [(commands[at].method, commands[at].params) for at in lost],
+                                    field=self.reconcile_field, counts=counts,
+                                    settle_seconds=self.reconcile_delay_seconds)  # fmt: skip
+        for at, outcome in zip(lost, settled, strict=True):
+            if outcome is not None:
+                result.commands[at] = replace(result.commands[at], status=outcome.status, data=outcome.data,
+                                              error_code=outcome.error_code,
+                                              error_description=outcome.error_description)  # fmt: skip
+        self.run_stats.reconciled_found += counts.found
+        self.run_stats.reconciled_resent += counts.resent
 
     def _client_delta(self, delta: Any) -> None:
         s = self.run_stats

@@ -282,7 +282,9 @@ class Bitrix24Client:
     def batch_by_chunk(self, calls: Any, halt_on_error: bool = True,
                        api_version: int | None = None, request_id: str | None = None,
                        progress: Callable[..., Any] | None = None,
-                       first_chunk: int = 0) -> ChunkedBatchRun:
+                       first_chunk: int = 0, reconcile: bool = False,
+                       reconcile_field: str | None = None,
+                       reconcile_delay_seconds: float = 10.0) -> ChunkedBatchRun:
         """Run any number of commands as sequential batches of at most 50 (see :mod:`._chunked`).
 
         Args:
@@ -293,12 +295,18 @@ class Bitrix24Client:
             progress: Called after each chunk.
             first_chunk: The number of the first chunk when continuing an earlier run (its
                 request ids and v3 idempotency keys go on from there).
+            reconcile: Settle each chunk's lost creates by the key they carry (``ORIGIN_ID``,
+                ``originId`` or ``reconcile_field``) instead of leaving them ``unknown``.
+            reconcile_field: The key field of the creates.
+            reconcile_delay_seconds: Wait this long after a lost answer before looking it up.
         """
         from ._chunked import ChunkedBatchRun
 
         return ChunkedBatchRun(self, calls, halt_on_error=halt_on_error,
                                api_version=api_version or self.api_version,
-                               request_id=request_id, progress=progress, first_chunk=first_chunk)
+                               request_id=request_id, progress=progress, first_chunk=first_chunk,
+                               reconcile=reconcile, reconcile_field=reconcile_field,
+                               reconcile_delay_seconds=reconcile_delay_seconds)
 
     def iter_list(self, method: str, params: Any = None, *, api_version: int | None = None,
                   **options: Any) -> Iterator[Any]:

@@ -20,7 +20,7 @@ from b24_dagster.integration import (
     Bitrix24Resource,
     build_bitrix24_batch_asset,
 )
-from b24_dagster.integration._reconcile import ReconcileCounts, command_key, reconcile_table
+from b24_dagster.integration._reconcile import ReconcileCounts, reconcile_table
 from tests.integration.test_batch_asset import ASSET, checks, leads, run
 from tests.integration.test_resume import _crash_at
 
@@ -214,16 +214,6 @@ def test_v3_chunk_older_than_the_replay_window_is_not_resent(b24_emulator, resou
     assert table["status"].to_pylist() == ["ok"] * 50 + ["unknown"] * 50 + ["ok"] * 20
     assert b24_emulator.counts()["task"] == 120  # nothing sent twice; the check says so
     assert not checks(result)["no_unknown_outcomes"].passed
-
-
-def test_command_key() -> None:
-    assert command_key("crm.lead.add", {"fields": {"ORIGIN_ID": "A1"}}) == {"ORIGIN_ID": "A1"}
-    assert command_key("crm.item.add", {"entityTypeId": 2, "fields": {"originId": "A", "originatorId": "erp"}}) \
-        == {"originId": "A", "originatorId": "erp"}  # fmt: skip
-    assert command_key("crm.lead.add", {"fields": {"XML": "x"}}, field="XML") == {"XML": "x"}
-    assert command_key("crm.lead.add", {"fields": {"ORIGIN_ID": ""}}) is None
-    assert command_key("crm.lead.update", {"id": 1, "fields": {"ORIGIN_ID": "A1"}}) is None
-    assert command_key("crm.lead.add", {"fields": {"TITLE": "t"}}) is None
 
 
 @pytest.mark.parametrize("keyed", [True, False])
