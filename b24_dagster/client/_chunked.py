@@ -74,6 +74,8 @@ class RunStats:
     operating_wait_seconds: float = 0.0
     reconciled_found: int = 0
     reconciled_resent: int = 0
+    reconciled_unknown_left: int = 0
+    reconcile_lookups: int = 0
 
     def as_dict(self) -> dict[str, float]:
         """The counters as a plain dict (for metadata)."""
@@ -138,7 +140,7 @@ class ChunkedBatchRun:
         reconcile: Settle each chunk's ``unknown`` creates that carry a key (``ORIGIN_ID``,
             ``originId`` or ``reconcile_field``) before the chunk is handed out: looked up on
             the portal, found ones become ``ok``, missing ones are sent again (see
-            :mod:`._reconcile`); counted in ``reconciled_found`` / ``reconciled_resent``.
+            :mod:`._reconcile`); counted in the ``reconciled_*`` / ``reconcile_lookups`` stats.
         reconcile_field: The key field of the creates (default ``ORIGIN_ID`` / ``originId``).
         reconcile_delay_seconds: Wait this long after a lost answer before looking it up.
 
@@ -270,8 +272,11 @@ class ChunkedBatchRun:
                 result.commands[at] = replace(result.commands[at], status=outcome.status, data=outcome.data,
                                               error_code=outcome.error_code,
                                               error_description=outcome.error_description)  # fmt: skip
-        self.run_stats.reconciled_found += counts.found
-        self.run_stats.reconciled_resent += counts.resent
+        s = self.run_stats
+        s.reconciled_found += counts.found
+        s.reconciled_resent += counts.resent
+        s.reconciled_unknown_left += counts.left
+        s.reconcile_lookups += counts.lookups
 
     def _client_delta(self, delta: Any) -> None:
         s = self.run_stats

@@ -46,6 +46,13 @@ class ReconcileCounts:
     left: int = 0
     lookups: int = 0
 
+    def add(self, stats: Any) -> None:
+        """Add the reconcile counters of a chunked run's `RunStats`."""
+        self.found += stats.reconciled_found
+        self.resent += stats.reconciled_resent
+        self.left += stats.reconciled_unknown_left
+        self.lookups += stats.reconcile_lookups
+
     def metadata(self) -> dict[str, int]:
         """The counters under their metadata names (`reconciled_found`, ...)."""
         return {"reconciled_found": self.found, "reconciled_resent": self.resent,

@@ -235,7 +235,6 @@ def run_batch_step(
                 book.refused(number)  # refused before running: safe to send after a fix
             raise
         table = table.set_column(3, "chunk_index", pa.array([number] * table.num_rows, pa.int32()))
-        table = reconciled(table)
         if book is not None:
             book.completed(number, table)
         next_chunk[0] += 1
@@ -265,9 +264,13 @@ def run_batch_step(
         if offset < n:
             if book is not None and not replay:  # a replayed chunk keeps its first marker (age)
                 book.sending(skip)
+            # Lost creates are settled by the run itself, before their chunk is journaled.
             run = client.batch_by_chunk(to_send[offset:], halt_on_error=spec.halt_on_error,
-                                        request_id=request_id, first_chunk=skip)  # fmt: skip
+                                        request_id=request_id, first_chunk=skip, reconcile=spec.reconcile,
+                                        reconcile_field=spec.reconcile_field,
+                                        reconcile_delay_seconds=spec.reconcile_delay_seconds)  # fmt: skip
             stream_chunks(run, keys=keys, index_map=run_map, schema=schema, on_chunk=on_chunk)
+            counts.add(run.run_stats)
         flush()
         if previous is not None:
             _merge(previous, resent, writer, tally)
