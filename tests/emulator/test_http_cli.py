@@ -102,3 +102,31 @@ def test_code_file_keeps_the_code_out_of_the_process_list(tmp_path) -> None:
         assert b"f1lec0de" not in cmdline
     finally:
         emulator.stop()
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses of the IPv4/IPv6 sockets listening on ``port`` (from the kernel)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, _remote, state = line.split()[1:4]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's socket table")
+@pytest.mark.parametrize(("host", "expected"), [(None, {"0100007F"}), ("0.0.0.0", {"00000000"})])
+def test_emulator_binds_to_loopback_unless_told_otherwise(host: str | None, expected: set[str]) -> None:
+    args = ["--rate", "0"] + (["--host", host] if host else [])
+    with start_subprocess(args) as emu:
+        assert _listening_addresses(emu.port) == expected
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's socket table")
+def test_in_process_emulator_binds_to_loopback() -> None:
+    with PortalEmulator() as emu:
+        assert _listening_addresses(emu.port) == {"0100007F"}
