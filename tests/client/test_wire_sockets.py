@@ -8,6 +8,8 @@ script.
 
 from __future__ import annotations
 
+import functools
+import gzip
 import logging
 import socket
 import threading
@@ -21,6 +23,13 @@ from b24_dagster.errors import ConnectError, OutcomeUnknownError, ProtocolError
 
 CODE = "socketcode123456"
 OK = b'{"result":{"item":{"id":1}},"time":{"start":1.0,"operating":0.01}}'
+MIB = b" " * (1 << 20)
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    """64 KiB of gzip that inflate to a 64 MiB JSON answer."""
+    return gzip.compress(b'{"result":"' + b"0" * (64 << 20) + b'"}', compresslevel=9)
 
 
 def _answer(status: str, body: bytes, extra: str = "") -> bytes:
@@ -29,7 +38,8 @@ def _answer(status: str, body: bytes, extra: str = "") -> bytes:
 
 
 class ScriptServer:
-    """Serves one scripted step per request: ``ok``, ``drop``, ``slow``, ``redirect``, ``html``."""
+    """Serves one scripted step per request: ``ok``, ``drop``, ``slow``, ``redirect``, ``html``,
+    ``endless`` (a chunked body that never ends) or ``gzip_bomb`` (64 KiB that inflate to 64 MiB)."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -38,6 +48,7 @@ class ScriptServer:
         self.port = self.sock.getsockname()[1]
         self.script: list[str] = []
         self.requests: list[bytes] = []
+        self.body_bytes_sent = 0
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -86,6 +97,11 @@ class ScriptServer:
                     return
                 if step == "redirect":
                     conn.sendall(_answer("302 Found", b"", f"Location: https://elsewhere.example/rest/1/{CODE}/\r\n"))
+                elif step == "endless":
+                    self._send_endless(conn)
+                    return
+                elif step == "gzip_bomb":
+                    conn.sendall(_answer("200 OK", _gzip_bomb(), "Content-Encoding: gzip\r\n"))
                 elif step == "html":
                     conn.sendall(_answer("502 Bad Gateway", b"<html><body>502</body></html>"))
                 else:
@@ -95,6 +111,15 @@ class ScriptServer:
         finally:
             reader.close()
             conn.close()
+
+    def _send_endless(self, conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        piece = b"%x\r\n%s\r\n" % (len(MIB), MIB)
+        conn.sendall(b"1\r\n{\r\n")
+        while not self._stop.is_set() and self.body_bytes_sent < 1024 * len(MIB):
+            conn.sendall(piece)  # raises once the client has hung up
+            self.body_bytes_sent += len(MIB)
 
     def close(self) -> None:
         self._stop.set()
@@ -154,6 +179,23 @@ def test_redirect_is_not_followed(server: ScriptServer) -> None:
         client.call("server.time")
     assert len(server.requests) == 1
     assert CODE not in str(info.value) and "elsewhere" not in str(info.value)
+
+
+@pytest.mark.parametrize("step", ["endless", "gzip_bomb"])
+def test_an_answer_is_read_only_up_to_max_response_bytes(server: ScriptServer, step: str) -> None:
+    limit = 2 << 20
+    server.script = [step]
+    with _client(server.url, max_response_bytes=limit) as client, \
+            pytest.raises(ProtocolError, match="max_response_bytes") as info:
+        client.call("server.time")
+    assert len(server.requests) == 1, "an oversized answer is not asked for again"
+    assert CODE not in str(info.value)
+    if step == "endless":  # the client stopped reading and hung up
+        assert server.body_bytes_sent < 64 * len(MIB)
+    server.script = [step]
+    with _client(server.url, max_response_bytes=limit) as client, pytest.raises(OutcomeUnknownError):
+        client.call("crm.item.add", {"fields": {"title": "x"}})
+    assert len(server.requests) == 2
 
 
 def test_html_page_read_retried_write_unknown(server: ScriptServer) -> None:
