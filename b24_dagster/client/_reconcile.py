@@ -19,8 +19,9 @@ Why wait before looking: an answer lost to a read timeout may belong to a reques
 is still running. A lookup made at once could miss a record that appears a moment later, and
 the create would be sent twice. Each round therefore starts `settle_seconds` after the loss.
 
-Used by :class:`~b24_dagster.client.ChunkedBatchRun` (``reconcile=True``) and by the Dagster
-layer's batch assets (in a run, on resume from an interrupted chunk, and on re-drive).
+Used by :class:`~b24_dagster.client.ChunkedBatchRun` (``reconcile=True``, as the Dagster
+batch assets run it) and, through an Arrow adapter, by the Dagster layer for what no run saw
+answered: the chunk in flight when a step died, and the `unknown` rows of a re-drive.
 """
 
 from __future__ import annotations

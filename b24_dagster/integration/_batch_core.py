@@ -7,10 +7,11 @@ that carry a key by looking them up (`_reconcile`), sends again only the command
 status is `error` or `not_run` (and the unsettled `unknown` ones on request, since those may
 already have been applied), and merges their new outcome into the file: rows that succeeded are neither
 sent nor rewritten with other values. Each chunk is journaled as it completes (`_journal`),
-so a step executed again after a failure resumes instead of sending twice. A chunk whose
-answer was lost is settled before anything is sent again: on v3 by sending it again under
-its `Idempotency-Key` (the portal replays what it ran), otherwise by looking its creates up
-by their key (`_reconcile`).
+so a step executed again after a failure resumes instead of sending twice. A command whose
+answer was lost is settled before anything is sent again: within a run by the client's
+chunked run (``reconcile=True``); for the chunk in flight when a step died, on v3 by sending
+it again under its `Idempotency-Key` (the portal replays what it ran), otherwise by looking
+its creates up by their key (`_reconcile`).
 """
 
 from __future__ import annotations
