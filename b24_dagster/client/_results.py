@@ -29,6 +29,7 @@ __all__ = ["STATUSES", "BatchResult", "CommandResult", "result_schema"]
 STATUSES = ("ok", "error", "not_run", "unknown")
 
 _json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_json_dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _dump(value: Any) -> str | None:
@@ -37,9 +38,14 @@ def _dump(value: Any) -> str | None:
     if _orjson is not None:
         try:
             return _orjson.dumps(value).decode()
-        except TypeError:  # integers beyond 64 bits; stdlib json takes them
+        except TypeError:  # integers beyond 64 bits, lone surrogates: stdlib json takes them
             pass
-    return _json_dumps(value)
+    text = _json_dumps(value)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: keep it as its \u escape, which UTF-8 can hold
+        return _json_dumps_ascii(value)
+    return text
 
 
 @dataclass(slots=True)
@@ -111,23 +117,25 @@ def result_schema() -> pa.Schema:
 
 
 def rows_to_arrow(rows: Sequence[CommandResult]) -> pa.Table:
-    """The Arrow table of some command results, built column by column."""
+    """The Arrow table of some command results, built column by column (see :mod:`._arrow`)."""
     import pyarrow as pa
 
-    schema = result_schema()
+    from ._arrow import int_column, string_column
+
+    int64 = pa.int64()
     columns = [
-        pa.array([r.index for r in rows], pa.int64()),
-        pa.array([r.key for r in rows], pa.string()),
-        pa.array([r.method for r in rows], pa.string()),
-        pa.array([r.chunk_index for r in rows], pa.int32()),
-        pa.array([r.status for r in rows], pa.string()),
-        pa.array([_dump(r.data) for r in rows], pa.string()),
-        pa.array([r.error_code for r in rows], pa.string()),
-        pa.array([r.error_description for r in rows], pa.string()),
-        pa.array([r.total for r in rows], pa.int64()),
-        pa.array([r.next for r in rows], pa.int64()),
+        int_column([r.index for r in rows], int64),
+        string_column([r.key for r in rows]),
+        string_column([r.method for r in rows]),
+        int_column([r.chunk_index for r in rows], pa.int32()),
+        string_column([r.status for r in rows]),
+        string_column([_dump(r.data) for r in rows]),
+        string_column([r.error_code for r in rows]),
+        string_column([r.error_description for r in rows]),
+        int_column([r.total for r in rows], int64),
+        int_column([r.next for r in rows], int64),
     ]
-    return pa.Table.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(columns, schema=result_schema())
 
 
 class BatchResult:
