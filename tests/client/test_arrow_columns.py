@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from b24_dagster.client._arrow import int_column, string_column
+from b24_dagster.client._results import CommandResult, rows_to_arrow
 
 #: pa.array, the reference, imports pandas on its first call: no deadline.
 _settings = settings(deadline=None)
@@ -66,3 +68,10 @@ def test_to_arrow_loads_no_pandas() -> None:
             "import pyarrow as pa; assert 'pyarrow' in sys.modules; print('pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_result_holding_a_lone_surrogate_keeps_it_as_an_escape() -> None:
+    data = {"title": "half a pair: \ud83d", "name": "Иван"}
+    table = rows_to_arrow([CommandResult(0, "0", "crm.item.get", 0, "ok", data)])
+    text = table["result"][0].as_py()
+    assert "\\ud83d" in text and json.loads(text) == data
