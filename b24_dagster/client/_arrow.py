@@ -67,10 +67,9 @@ def string_column(values: Sequence[str | None]) -> pa.Array:
     nulls = values.count(None)
     if nulls == n:
         return pa.nulls(n, pa.string())
-    encoded = [b"" if v is None else _utf8(v) for v in values]
     if not _NATIVE:
-        return pa.array([None if v is None else e.decode() for v, e in zip(values, encoded, strict=True)],
-                        pa.string())  # fmt: skip
+        return pa.array([None if v is None else _utf8(v).decode() for v in values], pa.string())
+    encoded = [b"" if v is None else _utf8(v) for v in values]
     offsets = array.array("i", [0])
     offsets.extend(accumulate(map(len, encoded)))
     buffers = [_validity(values, nulls), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]

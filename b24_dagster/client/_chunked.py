@@ -272,11 +272,7 @@ class ChunkedBatchRun:
                 result.commands[at] = replace(result.commands[at], status=outcome.status, data=outcome.data,
                                               error_code=outcome.error_code,
                                               error_description=outcome.error_description)  # fmt: skip
-        s = self.run_stats
-        s.reconciled_found += counts.found
-        s.reconciled_resent += counts.resent
-        s.reconciled_unknown_left += counts.left
-        s.reconcile_lookups += counts.lookups
+        counts.add_to(self.run_stats)
 
     def _client_delta(self, delta: Any) -> None:
         s = self.run_stats

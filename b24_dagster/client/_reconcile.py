@@ -38,6 +38,11 @@ _ORIGINATOR = {"ORIGIN_ID": "ORIGINATOR_ID", "originId": "originatorId"}
 _BATCH = 50
 
 
+#: Each counter and its name in a chunked run's `RunStats` and in the asset metadata.
+_NAMES = {"found": "reconciled_found", "resent": "reconciled_resent",
+          "left": "reconciled_unknown_left", "lookups": "reconcile_lookups"}  # fmt: skip
+
+
 @dataclass
 class ReconcileCounts:
     """How many unknown creates were found on the portal, sent again, or left unknown."""
@@ -49,15 +54,17 @@ class ReconcileCounts:
 
     def add(self, stats: Any) -> None:
         """Add the reconcile counters of a chunked run's `RunStats`."""
-        self.found += stats.reconciled_found
-        self.resent += stats.reconciled_resent
-        self.left += stats.reconciled_unknown_left
-        self.lookups += stats.reconcile_lookups
+        for mine, theirs in _NAMES.items():
+            setattr(self, mine, getattr(self, mine) + getattr(stats, theirs))
+
+    def add_to(self, stats: Any) -> None:
+        """Add these counters to a chunked run's `RunStats`."""
+        for mine, theirs in _NAMES.items():
+            setattr(stats, theirs, getattr(stats, theirs) + getattr(self, mine))
 
     def metadata(self) -> dict[str, int]:
         """The counters under their metadata names (`reconciled_found`, ...)."""
-        return {"reconciled_found": self.found, "reconciled_resent": self.resent,
-                "reconciled_unknown_left": self.left, "reconcile_lookups": self.lookups}  # fmt: skip
+        return {theirs: getattr(self, mine) for mine, theirs in _NAMES.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,3 +75,13 @@ def test_a_result_holding_a_lone_surrogate_keeps_it_as_an_escape() -> None:
     table = rows_to_arrow([CommandResult(0, "0", "crm.item.get", 0, "ok", data)])
     text = table["result"][0].as_py()
     assert "\\ud83d" in text and json.loads(text) == data
+
+
+def test_the_pa_array_fallback_of_other_platforms_builds_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    import b24_dagster.client._arrow as arrow
+
+    strings, ints = ["a", None, "Иван", "bad \ud800"], [1, None, -(2**40)]
+    native = (string_column(strings), int_column(ints, pa.int64()))
+    monkeypatch.setattr(arrow, "_NATIVE", False)
+    assert string_column(strings).equals(native[0])
+    assert int_column(ints, pa.int64()).equals(native[1])
