@@ -19,7 +19,8 @@ v2 (PROTOCOL.md section 2):
 * the answer is HTTP 200 with the five sections serialized the PHP way (empty -> ``[]``,
   keys exactly 0..n-1 -> array, else object). Failed commands have no ``result_time``.
 
-v3: a bare array of ``{method, query, as?, parallel?}``; ``{"$ref": "alias.item.id"}`` and
+v3: a bare array of ``{method, query, as?, parallel?}`` (or the same as an object with keys
+"0".."n-1", see :func:`v3_commands`); ``{"$ref": "alias.item.id"}`` and
 ``{"$refArray": "alias.field"}`` (over the earlier result's ``items``) are substituted; an
 alias is the command's ``as`` or its index. A bad reference fails the batch with
 ``INVALIDSELECTEXCEPTION``. If any command fails, the writes of the earlier commands are
@@ -37,7 +38,7 @@ from ._jsonout import Raw, dumps, plain
 from ._methods_core import ApiError, Result, v3_error
 from ._phpquery import parse_query
 
-__all__ = ["Outcome", "run_batch_v2", "run_batch_v3"]
+__all__ = ["Outcome", "run_batch_v2", "run_batch_v3", "v3_commands"]
 
 _REF = re.compile(r"\$result\[([^\]]*)\]((?:\[[^\]]*\])*)")
 _SEG = re.compile(r"\[([^\]]*)\]")
@@ -234,6 +235,28 @@ def _substitute_v3(value: Any, context: dict[str, Any]) -> Any:
     return value
 
 
+def v3_commands(params: Any) -> list[Any]:
+    """The commands of a v3 batch body: a JSON array, or an object with keys "0".."n-1".
+
+    A portal decodes JSON the PHP way, where ``{"0": a, "1": b}`` is the same array as
+    ``[a, b]``; the official JS SDK sends its commands so (``{ ...params }``), plus an
+    ``auth`` key on OAuth calls, which is the credential and no command. The v2 ``cmd``
+    format is ``INVALIDSELECTEXCEPTION`` (rest-v3.md, "Batch call"); anything else is the
+    validation error.
+    """
+    if isinstance(params, list):
+        return params
+    if isinstance(params, dict):
+        if "cmd" in params or "CMD" in params:
+            raise v3_error(400, "INVALIDSELECTEXCEPTION",
+                           "The v2 batch format (cmd) is not supported by REST v3")
+        body = {k: v for k, v in params.items() if k != "auth"}
+        if body.keys() == {str(i) for i in range(len(body))}:
+            return [body[str(i)] for i in range(len(body))]
+    raise v3_error(400, "VALIDATION_REQUESTVALIDATIONEXCEPTION", "Error validating request object",
+                   [{"message": "The batch must be an array of commands", "field": "batch"}])
+
+
 def run_batch_v3(params: Any, execute: Execute, max_batch: int,
                  begin: Callable[[], None], commit: Callable[[], None],
                  rollback: Callable[[], None]) -> tuple[str, int, int]:
@@ -241,12 +264,7 @@ def run_batch_v3(params: Any, execute: Execute, max_batch: int,
 
     Raises :class:`ApiError` (v3) when the batch fails, after rolling back its writes.
     """
-    if isinstance(params, dict) and ("cmd" in params or "CMD" in params):
-        raise v3_error(400, "INVALIDSELECTEXCEPTION",
-                       "The v2 batch format (cmd) is not supported by REST v3")
-    if not isinstance(params, list):
-        raise v3_error(400, "VALIDATION_REQUESTVALIDATIONEXCEPTION", "Error validating request object",
-                       [{"message": "The batch must be an array of commands", "field": "batch"}])
+    params = v3_commands(params)
     if len(params) > max_batch:
         raise ApiError(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded",
                        v3_code="ERROR_BATCH_LENGTH_EXCEEDED")
