@@ -5,14 +5,17 @@ usable answer came back) may or may not have landed. When the command carries a 
 (`fields.ORIGIN_ID` for the legacy `crm.*.add`, `fields.originId` for `crm.item.add`, or a
 field the caller names), the portal is asked with a list call filtered by that key (and by
 `ORIGINATOR_ID` / `originatorId` when the command sets it: an origin id is unique per
-originator), one list command per lookup, up to 50 per v2 batch request:
+originator), many keys a list command and 50 commands a request (:mod:`._lookup`). A
+record counts only when it carries the exact key (and originator):
 
-- found: the write landed; the command becomes `ok` with the found record as its result,
+- found once: the write landed; the command becomes `ok` with the found record as its result,
   in the create's own shape (the new id for `crm.*.add`, `{"item": {...}}` for `crm.item.add`,
   `{"task": {...}}` for `tasks.task.add`), and a description saying it was reconciled;
 - not found: the write never landed; the command is sent again and its real outcome kept;
 - a lookup that failed, or a re-send whose answer was lost again: looked up again in the next
   round (three rounds at most);
+- found more than once, or two lost creates with one key: it stays `unknown` (which record
+  is whose cannot be told; nothing is sent);
 - no key, or still open after the last round: it stays `unknown`.
 
 Why wait before looking: an answer lost to a read timeout may belong to a request the portal
@@ -27,15 +30,20 @@ answered: the chunk in flight when a step died, and the `unknown` rows of a re-d
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ._lookup import find_by_keys, id_of, list_method_of
 
 __all__ = ["ReconcileCounts", "Settled", "creation_key", "reconcile_creates"]
 
 _AUTO_FIELDS = ("ORIGIN_ID", "originId")
 _ORIGINATOR = {"ORIGIN_ID": "ORIGINATOR_ID", "originId": "originatorId"}
 _BATCH = 50
+_Target = tuple[int, str, dict[str, Any], dict[str, Any]]
+"""(position among the unknown commands, method, params, the key filter)"""
 
 
 #: Each counter and its name in a chunked run's `RunStats` and in the asset metadata.
@@ -101,29 +109,44 @@ def creation_key(method: str, params: Any, field: str | None = None) -> dict[str
     return None
 
 
-def _lookup_command(method: str, params: dict[str, Any], key: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    list_method = method[: -len(".add")] + ".list"
-    id_field = "ID" if next(iter(key)).isupper() else "id"
-    lookup: dict[str, Any] = {"filter": dict(key), "select": [id_field, *key], "order": {id_field: "ASC"}}
-    if "entityTypeId" in params:
-        lookup["entityTypeId"] = params["entityTypeId"]
-    return list_method, lookup
+def _lookup_group(target: _Target) -> tuple[Any, ...]:
+    """What lookups of several creates can share: list method, key field, originator, params."""
+    _, method, params, key = target
+    key_field, *rest = key
+    originator = (rest[0], str(key[rest[0]])) if rest else (None, None)
+    extra = (("entityTypeId", params["entityTypeId"]),) if "entityTypeId" in params else ()
+    return (list_method_of(method), key_field, *originator, extra)
 
 
-def _found(data: Any) -> tuple[int, Any]:
-    """(records found, the result the create would have answered) of a lookup's data."""
-    wrap = None
-    items = data
-    if isinstance(data, dict):
-        wrap, items = ("item", data.get("items")) if "items" in data else ("task", data.get("tasks"))
-    rows = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-    if not rows:
-        return 0, None
-    first = rows[0]
-    if wrap is not None:
-        return len(rows), {wrap: first}
-    found_id = first.get("ID", first.get("id"))
-    return len(rows), int(found_id) if isinstance(found_id, str) and found_id.isdigit() else found_id
+def _key_value(target: _Target) -> str:
+    return str(next(iter(target[3].values())))
+
+
+def _as_created(method: str, record: dict[str, Any]) -> Any:
+    """A found record in the shape its create would have answered."""
+    if method.startswith("crm.item."):
+        return {"item": record}
+    if method.startswith("tasks.task."):
+        return {"task": record}
+    return id_of(record)
+
+
+def _look_up(client: Any, targets: list[_Target], counts: ReconcileCounts) -> dict[int, list[dict[str, Any]] | None]:
+    """For each target (by its position), the records that carry its exact key; None: unknown."""
+    groups: dict[tuple[Any, ...], list[_Target]] = {}
+    for target in targets:
+        groups.setdefault(_lookup_group(target), []).append(target)
+    out: dict[int, list[dict[str, Any]] | None] = {}
+    for (list_method, key_field, originator_field, originator, extra), group in groups.items():
+        keys = [_key_value(t) for t in group]
+        found = find_by_keys(client, list_method, keys, key_field=key_field,
+                             originator_field=originator_field, originator=originator,
+                             params=dict(extra))  # fmt: skip
+        counts.lookups += len(keys)  # creates looked up (in bulk: many a command)
+        failed = set(found.failed)
+        for target, key in zip(group, keys, strict=True):
+            out[target[0]] = None if key in failed else found.records[key]
+    return out
 
 
 def reconcile_creates(
@@ -149,54 +172,57 @@ def reconcile_creates(
     """
     counts = counts if counts is not None else ReconcileCounts()
     out: list[Settled | None] = [None] * len(commands)
-    targets: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
+    targets: list[_Target] = []
     for at, (method, params) in enumerate(commands):
         key = creation_key(method, params, field)
         if key is None:
             counts.left += 1
         else:
             targets.append((at, method, params, key))
+    # Two lost creates with one key cannot be told apart on the portal: both stay unknown.
+    shared = Counter(_lookup_group(t) + (_key_value(t),) for t in targets)
+    ambiguous = [t for t in targets if shared[_lookup_group(t) + (_key_value(t),)] > 1]
+    targets = [t for t in targets if shared[_lookup_group(t) + (_key_value(t),)] == 1]
     for _ in range(rounds):
         if not targets:
             break
         if settle_seconds > 0:
             sleep(settle_seconds)
-        still: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
-        resend: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
-        for start in range(0, len(targets), _BATCH):
-            group = targets[start : start + _BATCH]
-            counts.lookups += len(group)
-            try:  # lookups are reads in the v2 filter shape, whatever version the writes use
-                answer = client.batch([_lookup_command(m, p, k) for _, m, p, k in group],
-                                      halt_on_error=False, api_version=2)  # fmt: skip
-            except Exception:  # the lookup failed: nothing is known, nothing is sent
-                still.extend(group)
-                continue
-            for target, looked in zip(group, answer.commands, strict=True):
-                if looked.status != "ok":
-                    still.append(target)
-                    continue
-                many, result = _found(looked.data)
-                if not many:
-                    resend.append(target)
-                    continue
-                text = f"reconciled: the create landed (found by {', '.join(target[3])})"
-                out[target[0]] = Settled("ok", result, None,
-                                         text + (f"; {many} records carry this key" if many > 1 else ""))  # fmt: skip
+        still: list[_Target] = []
+        resend: list[_Target] = []
+        looked = _look_up(client, targets, counts)
+        for target in targets:
+            records = looked[target[0]]
+            if records is None:  # the lookup failed: nothing is known, nothing is sent
+                still.append(target)
+            elif not records:
+                resend.append(target)
+            elif len(records) > 1:  # the key is not unique on the portal: never a guess
+                ambiguous.append(target)
+            else:
+                out[target[0]] = Settled("ok", _as_created(target[1], records[0]), None,
+                                         f"reconciled: the create landed (found by {', '.join(target[3])})")  # fmt: skip
                 counts.found += 1
-        for start in range(0, len(resend), _BATCH):
-            group = resend[start : start + _BATCH]
-            try:
-                answer = client.batch([(m, p) for _, m, p, _ in group], halt_on_error=False)
-            except Exception:  # refused as a whole, or lost again: look again next round
-                still.extend(group)
-                continue
-            for target, sent in zip(group, answer.commands, strict=True):
-                if sent.status == "unknown":
-                    still.append(target)
-                else:
-                    out[target[0]] = Settled(sent.status, sent.data, sent.error_code, sent.error_description)
-                    counts.resent += 1
+        still.extend(_resend(client, resend, out, counts))
         targets = still
-    counts.left += len(targets)
+    counts.left += len(targets) + len(ambiguous)
     return out
+
+
+def _resend(client: Any, targets: list[_Target], out: list[Settled | None], counts: ReconcileCounts) -> list[_Target]:
+    """Send the creates that never landed; those whose answer is lost again are returned."""
+    still: list[_Target] = []
+    for start in range(0, len(targets), _BATCH):
+        group = targets[start : start + _BATCH]
+        try:
+            answer = client.batch([(m, p) for _, m, p, _ in group], halt_on_error=False)
+        except Exception:  # refused as a whole, or lost again: look again next round
+            still.extend(group)
+            continue
+        for target, sent in zip(group, answer.commands, strict=True):
+            if sent.status == "unknown":
+                still.append(target)
+            else:
+                out[target[0]] = Settled(sent.status, sent.data, sent.error_code, sent.error_description)
+                counts.resent += 1
+    return still
