@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _methods_crm, _methods_tasks  # noqa: F401  (registers the methods)
+from . import _methods_crm, _methods_duplicates, _methods_tasks  # noqa: F401  (registers the methods)
 from ._batch import Outcome, run_batch_v2, run_batch_v3
 from ._idempotency import IdempotencyCache, fingerprint, valid_key
 from ._jsonout import DateFormatter, dumps, time_object, time_text
