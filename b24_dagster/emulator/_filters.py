@@ -81,6 +81,11 @@ def _getter(entity: Entity, f: Field) -> Getter:
         slot = f.slot
         return lambda row: row[slot]
     key = f.camel or f.upper or ""
+    if f.type == "string" and not f.read_only and not f.constant:
+        # A stored string nothing derives (ORIGIN_ID...): read the extras dict, so that an
+        # `@ORIGIN_ID` lookup over many rows does not build every record.
+        extras, default, empty = entity.extras_slot, f.default, {}
+        return lambda row: (row[extras] or empty).get(key, default)
     return lambda row: materialize(entity, row)[key]
 
 
