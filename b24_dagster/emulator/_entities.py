@@ -64,6 +64,7 @@ class Field:
     multiple: bool = False
     constant: bool = False     # always the default (item-only placeholders such as searchContent)
     title: str = ""
+    hidden: bool = False       # legacy: in *.fields and writable, never in get/list (CONTACT_IDS)
 
     @property
     def kind(self) -> str:
@@ -105,7 +106,7 @@ class Entity:
                 camel_name, upper_name, ftype,
                 self.hot.index(key) if key in self.hot else None,
                 default, "q" in flags, "r" in flags, "m" in flags, "c" in flags,
-                _title(upper_name or key),
+                _title(upper_name or key), "w" in flags,
             ))
         self.fields = fields
         self.by_camel = {f.camel: f for f in fields if f.camel}
@@ -114,6 +115,8 @@ class Entity:
         legacy = [self.by_upper[u] for u in order]
         legacy += [f for f in fields if f.upper and f.upper not in order]
         self.legacy_fields = legacy
+        #: What crm.<entity>.get/list can show: the legacy fields but the write-only ones.
+        self.legacy_shown = [f for f in legacy if not f.hidden]
         self.item_fields = [f for f in fields if f.camel]
         self.stages = STAGES.get(name)
         self.derive: Callable[[dict[str, Any]], None] = _derive_common
@@ -236,7 +239,7 @@ utmCampaign UTM_CAMPAIGN string
 utmContent UTM_CONTENT string
 utmTerm UTM_TERM string
 observers - user m
-contactIds - crm_contact m
+contactIds CONTACT_IDS crm_contact mw
 entityTypeId - integer rc
 """
 _DEAL_LEGACY = """ID TITLE TYPE_ID STAGE_ID PROBABILITY CURRENCY_ID OPPORTUNITY IS_MANUAL_OPPORTUNITY
@@ -424,10 +427,31 @@ utmTerm UTM_TERM string
 observers - user m
 contactIds - crm_contact m
 entityTypeId - integer rc
+- ADDRESS string
+- ADDRESS_2 string
+- ADDRESS_CITY string
+- ADDRESS_POSTAL_CODE string
+- ADDRESS_REGION string
+- ADDRESS_PROVINCE string
+- ADDRESS_COUNTRY string
+- ADDRESS_COUNTRY_CODE string
+- ADDRESS_LOC_ADDR_ID integer
+- ADDRESS_LEGAL string
+- REG_ADDRESS string
+- REG_ADDRESS_2 string
+- REG_ADDRESS_CITY string
+- REG_ADDRESS_POSTAL_CODE string
+- REG_ADDRESS_REGION string
+- REG_ADDRESS_PROVINCE string
+- REG_ADDRESS_COUNTRY string
+- REG_ADDRESS_COUNTRY_CODE string
+- REG_ADDRESS_LOC_ADDR_ID integer
 """
 _COMPANY_LEGACY = """ID TITLE COMPANY_TYPE INDUSTRY EMPLOYEES REVENUE CURRENCY_ID COMMENTS OPENED
 IS_MY_COMPANY HAS_PHONE HAS_EMAIL HAS_IMOL ASSIGNED_BY_ID CREATED_BY_ID MODIFY_BY_ID DATE_CREATE
-DATE_MODIFY LEAD_ID ORIGINATOR_ID ORIGIN_ID UTM_SOURCE UTM_MEDIUM UTM_CAMPAIGN UTM_CONTENT UTM_TERM
+DATE_MODIFY LEAD_ID ORIGINATOR_ID ORIGIN_ID ADDRESS ADDRESS_2 ADDRESS_CITY ADDRESS_POSTAL_CODE
+ADDRESS_REGION ADDRESS_PROVINCE ADDRESS_COUNTRY ADDRESS_COUNTRY_CODE ADDRESS_LOC_ADDR_ID ADDRESS_LEGAL REG_ADDRESS REG_ADDRESS_2
+REG_ADDRESS_CITY REG_ADDRESS_POSTAL_CODE REG_ADDRESS_REGION REG_ADDRESS_PROVINCE REG_ADDRESS_COUNTRY REG_ADDRESS_COUNTRY_CODE REG_ADDRESS_LOC_ADDR_ID UTM_SOURCE UTM_MEDIUM UTM_CAMPAIGN UTM_CONTENT UTM_TERM
 LAST_ACTIVITY_TIME LAST_ACTIVITY_BY"""
 _COMPANY_HOT = "id title typeId industry assignedById createdBy updatedBy createdTime updatedTime fm"
 _COMPANY_DEFAULTS = {"opened": "Y", "typeId": "CUSTOMER", "industry": "OTHER", "employees": "EMPLOYEES_1",
@@ -589,7 +613,7 @@ def _legacy_scalar(f: Field, v: Any, fmt: Callable[[float], str]) -> Any:
 def legacy_view(entity: Entity, rec: dict[str, Any], fmt: Callable[[float], str],
                 fields: list[Field] | None = None, *, multifields: bool = True) -> dict[str, Any]:
     """The legacy view (UPPER_SNAKE, strings) of a canonical record."""
-    chosen = fields if fields is not None else entity.legacy_fields
+    chosen = fields if fields is not None else entity.legacy_shown
     key = tuple(f.upper for f in chosen)
     fn = entity.legacy_viewers.get(key)
     if fn is None:

@@ -174,9 +174,12 @@ def methods(ctx: Context, params: dict[str, Any]) -> Result:
 
 @method("app.info", "")
 def app_info(ctx: Context, params: dict[str, Any]) -> Result:
-    """What a webhook reports as its application."""
+    """What a webhook reports as its application (keys as in ``common/system/app-info.md``).
+
+    ``LANGUAGE_ID`` is the language prefix of ``LICENSE``, as on a portal.
+    """
     return Result({"ID": 0, "CODE": "", "VERSION": 1, "STATUS": "L", "INSTALLED": True,
-                   "PAYMENT_EXPIRED": "N", "DAYS": None, "LICENSE": "ru_project",
+                   "PAYMENT_EXPIRED": "N", "DAYS": None, "LANGUAGE_ID": "ru", "LICENSE": "ru_project",
                    "LICENSE_TYPE": "project", "LICENSE_FAMILY": "project"})
 
 

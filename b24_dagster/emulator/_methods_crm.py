@@ -311,10 +311,10 @@ def _list_args(params: dict[str, Any], item: bool) -> tuple[dict[str, Any], Any,
 def _select_fields(entity: Entity, select: Any, item: bool) -> list[Field] | None:
     """Fields to show (None = all of the view); unknown names are dropped."""
     if select is None or select == "" or select == []:
-        return None if item else [f for f in entity.legacy_fields if not f.upper.startswith("UF_")]  # type: ignore[union-attr]
+        return None if item else [f for f in entity.legacy_shown if not f.upper.startswith("UF_")]  # type: ignore[union-attr]
     names = [str(s) for s in (select if isinstance(select, list) else
                               list(select.values()) if isinstance(select, dict) else [select])]
-    pool = entity.item_fields if item else entity.legacy_fields
+    pool = entity.item_fields if item else entity.legacy_shown
     if "*" in names and item:
         return None
     chosen: set[str] = set()

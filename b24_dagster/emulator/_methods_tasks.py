@@ -309,12 +309,22 @@ def add_v2(ctx: Context, params: dict[str, Any]) -> Result:
 
 @method("tasks.task.get", "task")
 def get_v2(ctx: Context, params: dict[str, Any]) -> Result:
-    """One task: ``{"task": {...}}``."""
+    """One task: ``{"task": {...}}``; ``[]`` when it does not exist (or is not visible)."""
     select = params.get("select")
     if select is not None and not isinstance(select, list):
         raise ApiError(400, "100", f"Invalid value {select or '{}'} to match with parameter {{select}}. "
                                    "Should be value of type array. (internal error)")
-    return Result({"task": v2_view(ctx, _get(ctx, _task_id_v2(params), False))})
+    task_id = _task_id_v2(params)
+    try:
+        key = int(str(task_id))
+    except ValueError:
+        key = 0
+    if key <= 0:   # tasks-task-get.md: code 0 "wrong task id", a taskId of the wrong type
+        raise ApiError(400, "0", "wrong task id")
+    task = ctx.store.tables["task"].get(key)
+    if task is None:   # tasks-task-get.md: "result": [] when the task does not exist
+        return Result([])
+    return Result({"task": v2_view(ctx, task)})
 
 
 @method("tasks.task.update", "task", writes=True)
