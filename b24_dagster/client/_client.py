@@ -246,13 +246,19 @@ class Bitrix24Client:
             The result, with ``time``, and ``total``/``next`` for v2 lists.
 
         Raises:
+            CommandValidationError: Parameters that cannot be sent (naming where), before
+                anything is sent.
             ApiError: The portal answered with an error (a subclass names its kind).
             OutcomeUnknownError: A write may have run but no answer came back.
             TransportError: No usable answer after the allowed retries.
         """
+        from ._commands import check_params
+
         version = api_version or self.api_version
+        params = {} if params is None else params
+        check_params(params, where=method)
         envelope = self._request(
-            method, {} if params is None else params, api_version=version,
+            method, params, api_version=version,
             writes=is_write_method(method) if writes is None else writes)
         body = envelope.body
         total, nxt = body.get("total"), body.get("next")

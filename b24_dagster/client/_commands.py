@@ -39,6 +39,7 @@ MAX_BATCH_COMMANDS = 50
 
 _METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 _known_methods: set[str] = set()
+_known_keys: set[str] = set()
 
 
 def _match_method(method: str) -> bool:
@@ -78,11 +79,36 @@ class Command:
 
 
 _INFINITIES = (float("inf"), float("-inf"))
+# UTF-8 cannot carry a surrogate code point: v2's percent-encoding fails on one, and in v3
+# its JSON escape makes PHP's json_decode refuse the whole body (JSON_ERROR_UTF16).
+_SURROGATE = re.compile(r"[\ud800-\udfff]").search
+
+
+def _text_why(text: str, what: str = "the string") -> str | None:
+    """Why a non-ASCII string cannot be sent (it holds a surrogate), or None."""
+    found = _SURROGATE(text)
+    if found is None:
+        return None
+    return (f"{what} holds a lone surrogate (U+{ord(found.group()):04X}) at character "
+            f"{found.start()}, which UTF-8 cannot carry")
 
 
 def _bad(where: str, key: str | None, index: int | None, why: str) -> CommandValidationError:
     return CommandValidationError(f"{where}: parameters cannot be sent: {why}",
                                   command_key=key, index=index)
+
+
+def _key_why(key: Any) -> str | None:
+    """Why a dict key cannot be sent, or None (then remembered, when a string)."""
+    if type(key) is str:
+        if not key.isascii() and _SURROGATE(key):
+            return _text_why(key, f"the key {key!r}")
+        if len(_known_keys) < 10_000:
+            _known_keys.add(key)
+        return None
+    if type(key) is int or (isinstance(key, str | int) and not isinstance(key, bool)):
+        return None
+    return f"the key {key!r} is not a string or an integer"
 
 
 def _walk(value: Any, refs: list[bool]) -> str | None:
@@ -91,7 +117,7 @@ def _walk(value: Any, refs: list[bool]) -> str | None:
     if t is str:
         if "$result[" in value:
             refs[0] = True
-        return None
+        return None if value.isascii() else _text_why(value)
     if t is int or t is bool or value is None:
         return None
     if t is dict or t is list or t is tuple:
@@ -99,9 +125,11 @@ def _walk(value: Any, refs: list[bool]) -> str | None:
             if len(value) == 1 and ("$ref" in value or "$refArray" in value):
                 refs[0] = True
             for k in value:
-                if type(k) is not str and type(k) is not int and (
-                        not isinstance(k, str | int) or isinstance(k, bool)):
-                    return f"the key {k!r} is not a string or an integer"
+                if k in _known_keys:  # field names repeat from command to command
+                    continue
+                why = _key_why(k)
+                if why is not None:
+                    return why
             items = value.values()
         else:
             items = value
@@ -110,6 +138,11 @@ def _walk(value: Any, refs: list[bool]) -> str | None:
             if ti is str:
                 if "$result[" in item:
                     refs[0] = True
+                if not item.isascii():
+                    try:
+                        item.encode()  # cheaper than a regex search when nothing is found
+                    except UnicodeEncodeError:
+                        return _text_why(item)
             elif ti is not int:
                 why = _walk(item, refs)
                 if why is not None:
@@ -129,11 +162,31 @@ def _walk(value: Any, refs: list[bool]) -> str | None:
         return None if value.is_finite() else f"the Decimal {value}"
     if isinstance(value, Mapping):
         return _walk(dict(value), refs)
-    if isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        return _walk(str(value), refs)
+    if isinstance(value, bool | int):
         return None
     if isinstance(value, float):
         return _walk(float(value), refs)
     return f"a value of type {t.__name__} is not JSON-able"
+
+
+def _refused_path(value: Any, path: str = "") -> str:
+    """Where in ``value`` the first refused value lies, as ``fields[PHONE][0][VALUE]``.
+
+    Only called after :func:`_walk` refused ``value``, so it may walk again at each level.
+    A refused key leaves the path at its dict (the reason names the key).
+    """
+    if isinstance(value, Mapping):
+        pairs: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list | tuple):
+        pairs = enumerate(value)
+    else:
+        return path
+    for k, v in pairs:
+        if _walk(v, [False]) is not None:
+            return _refused_path(v, f"{path}[{k}]" if path else str(k))
+    return path
 
 
 def scan_params(params: Any) -> tuple[str | None, bool]:
@@ -148,7 +201,9 @@ def check_params(params: Any, *, where: str, key: str | None = None,
     """Refuse parameters that cannot be sent; tell whether they hold references.
 
     Accepted: dict (string or integer keys), list, tuple, str, int, float, bool, None,
-    date, aware datetime, Decimal, nested in any way. NaN and infinities are refused.
+    date, aware datetime, Decimal, nested in any way. NaN and infinities are refused, and
+    so are strings and keys holding a lone surrogate (``"\\ud800"``), which neither v2's
+    percent-encoding nor a PHP portal's JSON decoder accepts.
 
     Returns:
         True when a v2 ``$result[...]`` or a v3 ``$ref``/``$refArray`` marker occurs.
@@ -159,7 +214,10 @@ def check_params(params: Any, *, where: str, key: str | None = None,
     refs = [False]
     why = _walk(params, refs)
     if why is not None:
-        raise _bad(where, key, index, why)
+        # a key may hold the very surrogate refused: escape it, or the message itself
+        # could not be printed or logged as UTF-8
+        path = _refused_path(params).encode("utf-8", "backslashreplace").decode()
+        raise _bad(where, key, index, f"{path}: {why}" if path else why)
     return refs[0]
 
 

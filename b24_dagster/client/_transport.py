@@ -85,17 +85,18 @@ class _MaybeSent(TransportError):
 
 
 def encode_json(payload: Any) -> bytes:
-    """Serialize a payload compactly as UTF-8 JSON; NaN and infinities are refused.
+    """Serialize a payload compactly as UTF-8 JSON; NaN, infinities and surrogates are refused.
+
+    A lone surrogate is refused rather than sent as its ``\\u`` escape: PHP's json_decode
+    refuses such an escape (JSON_ERROR_UTF16), so the portal could not read the body at all.
 
     Raises:
         TypeError: A value is not JSON-able.
-        ValueError: A float is NaN or infinite.
+        ValueError: A float is NaN or infinite, or a string holds a lone surrogate
+            (``UnicodeEncodeError``).
     """
-    try:
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode()
-    except UnicodeEncodeError:  # lone surrogates: let the escapes carry them
-        return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()
 
 
 def decode_json(content: bytes) -> Any:
