@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated seconds charged per read command")
     p.add_argument("--write-cost", type=float, default=None,
                    help="simulated seconds charged per write command")
+    p.add_argument("--import-cost", type=float, default=None,
+                   help="simulated seconds charged per record of crm.item.import/batchImport")
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     p.add_argument("--scopes", help="comma-separated webhook scopes (default: all)")
     p.add_argument("--state", help="keep the portal in this SQLite file")
@@ -79,6 +81,8 @@ def settings_from_args(args: argparse.Namespace) -> PortalSettings:
         extra["command_cost"] = args.command_cost
     if args.write_cost is not None:
         extra["write_cost"] = args.write_cost
+    if args.import_cost is not None:
+        extra["import_cost"] = args.import_cost
     if args.scopes:
         extra["scopes"] = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
     return PortalSettings(

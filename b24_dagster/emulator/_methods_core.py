@@ -64,6 +64,8 @@ class Result:
     total: int | None = None
     next: int | None = None
     wrote: bool = False
+    #: Simulated seconds to charge instead of the per-command cost (an import, per record).
+    cost: float | None = None
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ not an address, a company without a title, a contact without a name, a value of 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ._entities import (
@@ -199,10 +200,14 @@ def _fields_param(params: dict[str, Any], item: bool) -> dict[str, Any]:
     return fields
 
 
-def _add(ctx: Context, entity: Entity, fields: dict[str, Any], item: bool) -> tuple[int, tuple[Any, ...]]:
+def _add(ctx: Context, entity: Entity, fields: dict[str, Any], item: bool,
+         stamp: Callable[[dict[str, Any]], None] | None = None) -> tuple[int, tuple[Any, ...]]:
+    """Create a record; ``stamp`` may then change the validated record (an import's history)."""
     rec = {entity.key(f): (list(f.default) if isinstance(f.default, list) else f.default)
            for f in entity.fields}
     _apply(ctx, entity, rec, fields, item, adding=True)
+    if stamp is not None:
+        stamp(rec)
     id_ = ctx.store.new_id(entity.name)
     rec["id"] = id_
     if entity.name in ("deal", "lead") and not str(rec.get("title") or "").strip():

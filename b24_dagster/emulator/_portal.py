@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _methods_crm, _methods_duplicates, _methods_tasks  # noqa: F401  (registers the methods)
+from . import _methods_crm, _methods_duplicates, _methods_import, _methods_tasks  # noqa: F401  (registers)
 from ._batch import Outcome, run_batch_v2, run_batch_v3
 from ._idempotency import IdempotencyCache, fingerprint, valid_key
 from ._jsonout import DateFormatter, dumps, time_object, time_text
@@ -286,7 +286,10 @@ class Portal:
             self.last_traceback = traceback.format_exc()
             error = ApiError(500, "INTERNAL_SERVER_ERROR", "Internal server error")
         settings = self.settings
-        cost = settings.method_costs.get(name, settings.write_cost if spec.writes else settings.command_cost)
+        cost = settings.method_costs.get(name)
+        if cost is None:
+            cost = result.cost if result is not None and result.cost is not None else (
+                settings.write_cost if spec.writes else settings.command_cost)
         minute = usage.minute
         usage.buckets[minute] = usage.buckets.get(minute, 0.0) + cost
         usage.total += cost

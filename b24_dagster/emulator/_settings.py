@@ -49,6 +49,8 @@ class PortalSettings:
     command_cost: float = 0.002
     #: Simulated execution seconds charged per write command (add/update/delete).
     write_cost: float = 0.005
+    #: Simulated execution seconds charged per record of ``crm.item.import``/``batchImport``.
+    import_cost: float = 0.01
     #: Real seconds each HTTP answer is delayed by (slept outside the portal lock).
     latency: float = 0.0
     #: SQLite file that keeps the portal across restarts; None keeps it in memory.
