@@ -6,16 +6,21 @@ unless the portal can tell the copies apart. So a failure is sorted by what it p
 =====================================================  =========================  ==========
 failure                                                read / idempotent v3 write  write
 =====================================================  =========================  ==========
-503 (QUERY_LIMIT_EXCEEDED): refused before running     retry (refused)             retry
+QUERY_LIMIT_EXCEEDED (503): refused before running     retry (refused)             retry
+OVERLOAD_LIMIT (503): the portal's manual block        retry                       retry
 429 (OPERATION_TIME_LIMIT): refused before running     retry (blocked)             retry
 not connected (DNS, refused, connect timeout)          retry                       retry
 sent, no answer (read timeout, connection dropped)     retry                       unknown
-5xx, HTML or malformed body                            retry                       unknown
+5xx (any other 503 too), HTML or malformed body        retry                       unknown
 a redirect, other 4xx, PORTAL_DELETED, TLS failure     raise                       raise
 =====================================================  =========================  ==========
 
 "unknown" raises :class:`~b24_dagster.errors.OutcomeUnknownError`. An idempotent v3 write is
 one that carries an ``Idempotency-Key``: the portal replays the first answer to a copy.
+
+Only the portal's own rate-limit body proves a 503 refused the request. A 503 with an HTML
+page or another body may come from a proxy or load balancer that gave up on a portal which
+was already running the request, so a write under it is ``unknown``.
 """
 
 from __future__ import annotations
@@ -93,10 +98,13 @@ def classify(error: Bitrix24Error, *, writes: bool, idempotent: bool = False) ->
     """
     safe = not writes or idempotent
     status = getattr(error, "status", None) or 0
-    if isinstance(error, RateLimitError) and error.code.upper() == "OVERLOAD_LIMIT":
-        return Action.RETRY
-    if isinstance(error, RateLimitError) or status == 503:
-        return Action.REFUSED
+    if isinstance(error, RateLimitError):
+        code = error.code.upper()
+        if code == "OVERLOAD_LIMIT":
+            return Action.RETRY
+        if code == "QUERY_LIMIT_EXCEEDED":
+            return Action.REFUSED
+        # a 503 without the portal's code proves nothing was run: a 5xx below
     if isinstance(error, OperationTimeLimitError) or status == 429:
         return Action.BLOCKED
     if isinstance(error, ConnectError):

@@ -245,6 +245,35 @@ def test_503_storm_is_ridden_out(portal: PortalEmulator, tmp_path: Path) -> None
         client.call("server.time")
 
 
+def test_html_503_leaves_a_write_batch_unknown_and_a_read_is_retried(
+        portal: PortalEmulator, tmp_path: Path) -> None:
+    """An HTML 503 (a proxy's page) does not prove the portal refused the batch.
+
+    Only the portal's QUERY_LIMIT_EXCEEDED body does; a write under any other 503 may have
+    run, so it is left unknown and never sent twice. A read is simply sent again.
+    """
+    policy = RetryPolicy(backoff_base=0.01)
+    html_503 = FaultRule(requests=(2, 2), status=503, methods=frozenset({"batch"}))
+    portal.set_faults(FaultSettings(html_error=html_503))
+    calls = [("crm.item.add", {"entityTypeId": 2, "fields": {"title": f"h{i}"}})
+             for i in range(120)]
+    with _client(portal, tmp_path, retry=policy) as client:
+        table = client.batch_by_chunk(calls, halt_on_error=False).to_arrow()
+        assert client.stats.retries == 0 and client.stats.refused == 0
+    statuses = table["status"].to_pylist()
+    assert statuses == ["ok"] * 50 + ["unknown"] * 50 + ["ok"] * 20
+    batches = [(r.status, r.fault) for r in portal.request_log if r.method == "batch"]
+    assert batches == [(200, None), (503, "html_error"), (200, None)]  # chunk 1 sent once
+    assert portal.stats["faults"]["html_error"] == 1
+    assert portal.counts()["deal"] == 70  # this page came before the portal ran anything
+
+    portal.set_faults(FaultSettings(html_error=FaultRule(requests=(1, 1), status=503)))
+    with _client(portal, tmp_path, retry=policy) as client:
+        rows = client.batch([("crm.item.list", {"entityTypeId": 2}), ("server.time",)])
+        assert [r.status for r in rows] == ["ok", "ok"] and client.stats.retries == 1
+    assert portal.stats["faults"]["html_error"] == 1
+
+
 def test_batch_answers_feed_the_operating_budget(portal: PortalEmulator, tmp_path: Path) -> None:
     portal.configure(method_costs={"crm.item.list": 1.0})
     cmd = {f"c{i}": "crm.item.list?entityTypeId=2" for i in range(10)}

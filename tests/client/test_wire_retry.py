@@ -15,6 +15,7 @@ from b24_dagster.errors import (
     RateLimitError,
     ServerError,
     ValidationError,
+    error_from_response,
 )
 
 
@@ -34,7 +35,17 @@ CASES = [
     (RateLimitError("m", "OVERLOAD_LIMIT", status=503), Action.RETRY, Action.RETRY, Action.RETRY),
     (OperationTimeLimitError("m", "OPERATION_TIME_LIMIT", status=429), Action.BLOCKED,
      Action.BLOCKED, Action.BLOCKED),
-    (_protocol(503), Action.REFUSED, Action.REFUSED, Action.REFUSED),  # an HTML 503 page
+    # an HTML 503 page, or a 503 without the rate-limit code, proves nothing was refused
+    (_protocol(503), Action.RETRY, Action.UNKNOWN, Action.RETRY),
+    (error_from_response(503, {"error": "", "error_description": "down"}, method="m",
+                         api_version=2), Action.RETRY, Action.UNKNOWN, Action.RETRY),
+    (error_from_response(503, {"error": "SERVICE_UNAVAILABLE"}, method="m", api_version=2),
+     Action.RETRY, Action.UNKNOWN, Action.RETRY),
+    (error_from_response(503, [], method="m", api_version=2), Action.RETRY, Action.UNKNOWN,
+     Action.RETRY),
+    (error_from_response(503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description":
+                               "Too many requests"}, method="m", api_version=2),
+     Action.REFUSED, Action.REFUSED, Action.REFUSED),
     (_protocol(429), Action.BLOCKED, Action.BLOCKED, Action.BLOCKED),
     (ConnectError("x"), Action.RETRY, Action.RETRY, Action.RETRY),
     (ConnectError("x", retryable=False), Action.RAISE, Action.RAISE, Action.RAISE),
