@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _methods_crm, _methods_duplicates, _methods_import, _methods_tasks  # noqa: F401  (registers)
+from . import _methods_crm, _methods_duplicates, _methods_eventlog, _methods_import, _methods_tasks  # noqa: F401  (registers)
 from ._batch import Outcome, run_batch_v2, run_batch_v3
 from ._idempotency import IdempotencyCache, fingerprint, valid_key
 from ._jsonout import DateFormatter, dumps, time_object, time_text
@@ -120,7 +120,12 @@ class Portal:
             self._allowed = self._allowed_scopes()
 
     def seed(self, entity: str, n: int, rng_seed: int = 0) -> None:
-        """Add ``n`` deterministic records of ``deal``, ``lead``, ``contact``, ``company`` or ``task``."""
+        """Add ``n`` deterministic records of ``deal``, ``lead``, ``contact``, ``company``, ``task``
+        or ``eventlog`` (event log entries)."""
+        if entity == "eventlog":
+            with self._lock:
+                self.store.eventlog.seed(n, rng_seed)
+            return
         if entity not in self.store.tables:
             raise ValueError(f"unknown entity {entity!r}; one of {', '.join(self.store.tables)}")
         with self._lock:
@@ -159,6 +164,9 @@ class Portal:
         if v3 and req.body_format not in ("json", "none", "query"):
             return self._error(v3_error(400, "INVALIDJSONEXCEPTION", "Invalid JSON in the request body"), True)
         start = self.clock()
+        # A portal logs a webhook's authorization in its event log (main-eventlog-tail.md).
+        self.store.eventlog.log_authorization(int(self.settings.user_id), start, req.client_ip,
+                                              req.headers.get("user-agent", ""), name)
         if not self.bucket.admit(start):
             stats["refused_503"] += 1
             return PortalResponse(503, _QUERY_LIMIT, [], False, 0)

@@ -11,7 +11,7 @@ __all__ = ["ALL_SCOPES", "PortalSettings", "random_code"]
 #: The scopes a default webhook has (a portal administrator's webhook with every box ticked).
 ALL_SCOPES: frozenset[str] = frozenset(
     {"crm", "task", "tasks", "user", "user_basic", "department", "im", "disk", "catalog",
-     "calendar", "entity", "lists", "log", "sonet_group", "telephony", "timeman", "rest"}
+     "calendar", "entity", "lists", "log", "sonet_group", "telephony", "timeman", "rest", "main"}
 )
 
 _ALPHABET = string.ascii_lowercase + string.digits

@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+from ._eventlog import EventLog
 from ._seed import seed_rows
 
 __all__ = ["Store", "Table", "TABLE_NAMES"]
@@ -83,6 +84,8 @@ class Store:
 
     def __init__(self, state_path: str | None = None) -> None:
         self.tables: dict[str, Table] = {name: Table(name) for name in TABLE_NAMES}
+        #: The event log (in memory only, not in ``tables``: it is no CRM or task table).
+        self.eventlog = EventLog(Table("eventlog"))
         self.counters: dict[str, int] = {"fm": 1}
         self._journal: list[tuple[str, int, Any]] | None = None
         self._db: sqlite3.Connection | None = None
@@ -237,6 +240,7 @@ class Store:
     def reset(self) -> None:
         """Empty every table (and the SQLite file)."""
         self.tables = {name: Table(name) for name in TABLE_NAMES}
+        self.eventlog = EventLog(Table("eventlog"))
         self.counters = {"fm": 1}
         self._journal = None
         if self._db is not None:
