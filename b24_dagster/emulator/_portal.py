@@ -72,7 +72,7 @@ class Portal:
         self.store = Store(self.settings.state_path)
         self.bucket = LeakyBucket(self.settings.rate, self.settings.burst)
         self.budget = OperatingBudget(self.settings.operating_limit, self.settings.operating_window)
-        self.idempotency = IdempotencyCache(self.settings.idempotency_ttl)
+        self.idempotency = IdempotencyCache(self.settings.idempotency_ttl, self.store, self.clock())
         self.fmt = DateFormatter(self.settings.utc_offset)
         self.stats: dict[str, int] = dict.fromkeys(_ZERO_STATS, 0)
         self._ctx = Context(self.store, self.settings, 0.0, self.fmt, 2, self.settings.user_id)
@@ -198,12 +198,13 @@ class Portal:
                 response = self._batch(params, v3, start)
             else:
                 response = self._single(name, params, v3)
+            if extra:
+                response.headers.extend(extra)
+                if scope_key is not None and response.status == 200:
+                    # kept in the same commit as the writes: a restart never applies them twice
+                    self.idempotency.keep(scope_key, digest, response.status, response.body, start)
         finally:
             self.store.flush()
-        if extra:
-            response.headers.extend(extra)
-            if scope_key is not None and response.status == 200:
-                self.idempotency.keep(scope_key, digest, response.status, response.body, start)
         return response
 
     def _error(self, err: ApiError, v3: bool, headers: list[tuple[str, str]] | None = None,

@@ -103,6 +103,8 @@ class Store:
         db.execute("CREATE TABLE IF NOT EXISTS rows (entity TEXT, id INTEGER, data TEXT, "
                    "PRIMARY KEY (entity, id))")
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
+        db.execute("CREATE TABLE IF NOT EXISTS answers (scope TEXT PRIMARY KEY, digest TEXT, "
+                   "status INTEGER, body BLOB, expires REAL)")
         self._db = db
         for entity, first_id, n, rng_seed in db.execute(
                 "SELECT entity, first_id, n, rng_seed FROM seeds ORDER BY seq"):
@@ -153,6 +155,28 @@ class Store:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value + 1))
             self._dirty = True
         return value
+
+    # ---- kept v3 answers (Idempotency-Key) ----------------------------------------------
+    def kept_answers(self, now: float) -> list[tuple[str, str, int, bytes, float]]:
+        """The idempotent answers kept in the file and not expired at ``now`` (none in memory)."""
+        if self._db is None:
+            return []
+        self._db.execute("DELETE FROM answers WHERE expires <= ?", (now,))
+        self._dirty = True
+        return list(self._db.execute("SELECT scope, digest, status, body, expires FROM answers"))
+
+    def keep_answer(self, scope: str, digest: str, status: int, body: bytes, expires: float) -> None:
+        """Write an idempotent answer through (committed with the request's writes)."""
+        if self._db is not None:
+            self._db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)",
+                             (scope, digest, status, body, expires))
+            self._dirty = True
+
+    def forget_answer(self, scope: str) -> None:
+        """Drop an expired idempotent answer from the file."""
+        if self._db is not None:
+            self._db.execute("DELETE FROM answers WHERE scope = ?", (scope,))
+            self._dirty = True
 
     # ---- changes -----------------------------------------------------------------------
     def new_id(self, entity: str) -> int:
@@ -244,7 +268,7 @@ class Store:
         self.counters = {"fm": 1}
         self._journal = None
         if self._db is not None:
-            for t in ("seeds", "rows", "meta"):
+            for t in ("seeds", "rows", "meta", "answers"):
                 self._db.execute(f"DELETE FROM {t}")
             self._dirty = True
             self.flush()
