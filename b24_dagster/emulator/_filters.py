@@ -73,7 +73,16 @@ def crm_schema(entity: Entity, *, item: bool, tz_offset: int = 0) -> Schema:
             fields[f.upper] = (getter, f.kind)
         if item and f.camel:
             fields[f.camel] = (getter, f.kind)
+    fm = entity.by_camel.get("fm")
+    if not item and fm is not None and fm.slot is not None:
+        # The legacy lists filter by a multi-field's values (crm-contact-list.md: "EMAIL": "...").
+        for typ in ("PHONE", "EMAIL", "WEB", "IM"):
+            fields[typ] = (_multifield_getter(fm.slot, typ), "str")
     return Schema(fields, "id" if item else "ID", tz_offset)
+
+
+def _multifield_getter(slot: int, typ: str) -> Getter:
+    return lambda row: [m[3] for m in row[slot] or () if m[1] == typ]
 
 
 def _getter(entity: Entity, f: Field) -> Getter:

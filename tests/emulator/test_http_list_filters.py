@@ -91,3 +91,19 @@ def test_unknown_filter_field_legacy_ignored_item_list_400(b24_emulator: PortalE
     assert r.status_code == 400
     assert r.json() == {"error": "INVALID_ARG_VALUE",
                         "error_description": "Invalid filter: field 'xmlId' is not allowed in filter"}
+
+
+def test_legacy_list_filters_by_multifield_values(b24_emulator: PortalEmulator) -> None:
+    # crm-contact-list.md filters by "EMAIL": "special-for@example.com"; crm-lead-list.md says the
+    # filter's fields are those of crm.lead.fields, which include PHONE and EMAIL.
+    post(b24_emulator, "crm.contact.add", json={"fields": {"NAME": "A", "EMAIL": [{"VALUE": "special-for@example.com"}]}})
+    b_id = post(b24_emulator, "crm.contact.add", json={"fields": {"NAME": "B", "EMAIL": [
+        {"VALUE": "b@example.com"}, {"VALUE": "b2@example.com", "VALUE_TYPE": "HOME"}],
+        "PHONE": [{"VALUE": "+4930111"}]}})
+    out = post(b24_emulator, "crm.contact.list", json={"filter": {"EMAIL": "special-for@example.com"}})
+    assert [r["NAME"] for r in out] == ["A"]
+    out = post(b24_emulator, "crm.contact.list", json={"filter": {"@EMAIL": ["b2@example.com", "x@y.z"]}})
+    assert [int(r["ID"]) for r in out] == [b_id]
+    out = post(b24_emulator, "crm.contact.list", json={"filter": {"PHONE": "+4930111"}, "select": ["ID", "PHONE"]})
+    assert [r["PHONE"][0]["VALUE"] for r in out] == ["+4930111"]
+    assert post(b24_emulator, "crm.contact.list", json={"filter": {"EMAIL": "nobody@example.com"}}) == []
