@@ -27,9 +27,12 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,10 +40,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITE_PARTS = ("test", "packages/jssdk/src", "packages/jssdk/package.json", "vitest.config.ts")
 # Root devDependencies the suite imports (vitest, dotenv) and types its sources reference.
 ROOT_PACKAGES = ("vitest", "dotenv", "@types/node")
-# The emulator's portal: the records the suite's getMapId() names (deal 2, contacts and
-# companies 2..12, task 2) exist, and the limits are a cloud portal's defaults.
-EMULATOR_SEEDS = ("--seed-deals", "20", "--seed-contacts", "20", "--seed-companies", "20",
+# The portal the suite expects (test/0_setup/hooks-integration-jssdk.ts, getMapId()): deal 2,
+# contacts and companies 2..12 and task 2 exist; more than 150 companies after id 2 (the
+# `start` paging test); the limits are a cloud portal's defaults. See prepare_portal() too.
+EMULATOR_SEEDS = ("--seed-deals", "20", "--seed-contacts", "20", "--seed-companies", "300",
                   "--seed-leads", "20", "--seed-tasks", "20")
+#: getMapId().taskWrong: a task id that does not exist (deleted before the run).
+MISSING_TASK = 3
+#: Companies titled "A..." created at run time: the list tests filter `=%title: "A%"` and
+#: want more than 50, some created in the last six months.
+RECENT_A_COMPANIES = 60
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -101,6 +110,28 @@ def start_emulator(python: str, ca_file: Path, extra: list[str]) -> tuple[subpro
     return proc, line
 
 
+def _post(hook: str, method: str, params: dict[str, object], ca_file: Path) -> dict[str, object]:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    request = urllib.request.Request(hook + method, data=json.dumps(params).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def prepare_portal(hook: str, ca_file: Path) -> None:
+    """Give the portal what the suite assumes beyond the seeds, through the REST API itself."""
+    _post(hook, "tasks.task.delete", {"taskId": MISSING_TASK}, ca_file)
+    titles = [f"A{chr(97 + i % 26)} company {i}" for i in range(RECENT_A_COMPANIES)]
+    for first in range(0, len(titles), 50):
+        cmd = {f"c{i}": "crm.item.add?" + urllib.parse.urlencode(
+            {"entityTypeId": 4, "fields[title]": title})
+            for i, title in enumerate(titles[first:first + 50], first)}
+        answer = _post(hook, "batch", {"halt": 1, "cmd": cmd}, ca_file)
+        errors = answer["result"]["result_error"]  # type: ignore[index]
+        if errors:
+            raise SystemExit(f"preparing the portal failed: {errors}")
+
+
 def stop_emulator(proc: subprocess.Popen[str]) -> None:
     """Stop the emulator we started, by its pid (SIGTERM, then SIGKILL after 10 s)."""
     if proc.poll() is None:
@@ -146,6 +177,7 @@ def main(argv: list[str]) -> int:
     report = (args.report or scratch / "vitest-report.json").resolve()
     proc, hook = start_emulator(args.python, ca_file, args.emulator_arg)
     try:
+        prepare_portal(hook, ca_file)
         status = run_suite(scratch, hook, ca_file, report, extra)
     finally:
         stop_emulator(proc)
