@@ -51,11 +51,13 @@ class KeyLookup:
         records: For each key asked for, the records that carry exactly that key (and the
             originator), in id order; an empty list when none does.
         failed: Keys whose lookup command failed (nothing is known of them).
+        error: The first failure's text, to say why.
         commands: List commands sent; requests: batch requests sent.
     """
 
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
+    error: str | None = None
     commands: int = 0
     requests: int = 0
 
@@ -108,12 +110,14 @@ def find_by_keys(
         out.requests += 1
         try:
             answer = client.batch(commands, halt_on_error=False, api_version=2)
-        except Exception:  # refused as a whole or lost: nothing is known of these keys
+        except Exception as exc:  # refused as a whole or lost: nothing is known of these keys
             out.failed.extend(k for q in group for k in q.keys)
+            out.error = out.error or f"{type(exc).__name__}: {exc}"
             continue
         for query, result in zip(group, answer.commands, strict=True):
             if result.status != "ok":
                 out.failed.extend(query.keys)
+                out.error = out.error or f"{result.error_code}: {result.error_description}"
                 continue
             _collect(out, query, _rows(result.data), key_field, originator_field, originator, list_method)
             if result.next is not None and result.next > query.start:  # more records than a page

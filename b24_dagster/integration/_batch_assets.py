@@ -18,6 +18,8 @@ from pydantic import Field
 
 from b24_dagster.integration._batch_core import BatchSpec, RowFunction, run_batch_step
 from b24_dagster.integration._storage import Bitrix24Storage
+from b24_dagster.integration._sync import SyncOptions, run_sync, sync_spec_of
+from b24_dagster.integration._sync_plan import SyncMode
 from b24_dagster.integration._translator import Bitrix24AssetProps, Bitrix24Translator
 
 __all__ = [
@@ -57,6 +59,14 @@ class Bitrix24BatchConfig(dg.Config):
         default=None,
         description="Stop at the first failed command (default: the factory's, normally false).",
     )
+    dry_run: bool = Field(
+        default=False,
+        description=(
+            "Sync assets only: look the rows up and write the plan (create, update, unchanged, "
+            "delete, ambiguous, ... per row) beside the results, and send no write; the results "
+            "and the sync state stay as they were."
+        ),
+    )
 
 
 def _spec(method: str | None, **kwargs: Any) -> BatchSpec:
@@ -81,20 +91,20 @@ def _checks(key: dg.AssetKey, threshold: float) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _check_results(key: dg.AssetKey, outcome: Any, threshold: float) -> list[dg.AssetCheckResult]:
-    tally = outcome.tally
-    unknown = tally.statuses["unknown"]
+def _check_results(key: dg.AssetKey, metadata: dict[str, Any], threshold: float) -> list[dg.AssetCheckResult]:
+    failure_rate = float(getattr(metadata["failure_rate"], "value", metadata["failure_rate"]))
+    unknown, commands = int(metadata["unknown"]), int(metadata["commands"])
     return [
         dg.AssetCheckResult(
             check_name=FAILURE_RATE_CHECK,
             asset_key=key,
-            passed=tally.failure_rate <= threshold,
+            passed=failure_rate <= threshold,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
-                "failure_rate": dg.MetadataValue.float(round(tally.failure_rate, 6)),
+                "failure_rate": dg.MetadataValue.float(round(failure_rate, 6)),
                 "threshold": dg.MetadataValue.float(threshold),
-                "failed": tally.failed,
-                "commands": tally.commands,
+                "failed": round(failure_rate * commands),
+                "commands": commands,
             },
         ),
         dg.AssetCheckResult(
@@ -102,7 +112,7 @@ def _check_results(key: dg.AssetKey, outcome: Any, threshold: float) -> list[dg.
             asset_key=key,
             passed=unknown == 0,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"unknown": unknown, "commands": tally.commands},
+            metadata={"unknown": unknown, "commands": commands},
             description=None
             if unknown == 0
             else (
@@ -134,6 +144,14 @@ def build_bitrix24_batch_asset(
     reconcile: bool = True,
     reconcile_field: str | None = None,
     reconcile_delay_seconds: float = 10.0,
+    sync: SyncMode | None = None,
+    key_field: str | None = None,
+    originator_id: str | None = None,
+    check_portal: bool = False,
+    delete_missing: bool = False,
+    max_delete_share: float = 0.1,
+    max_attempts: int = 3,
+    lock_wait_seconds: float = 0.0,
     failure_rate_threshold: float = 0.05,
     max_failures_shown: int = 20,
     log_every_chunks: int | None = None,
@@ -177,6 +195,24 @@ def build_bitrix24_batch_asset(
         reconcile_field: the key field of the creates (default: `ORIGIN_ID` / `originId`).
         reconcile_delay_seconds: wait this long after an answer was lost before looking up
             (the portal may still be running the request whose answer timed out).
+        sync: how rows become writes. `upsert` (the default with a `key_column` and a create
+            method): create what is missing, update what changed, leave the rest; `insert`:
+            create only what is missing; `update`: update only what exists; `send`: every row
+            as a command, no matching (a one-shot load). See docs/integration.md, "Sync".
+        key_field: the portal field that holds the key (default `ORIGIN_ID` on legacy
+            `crm.*`, `originId` on `crm.item.*`; `XML_ID` or a user field work too). Creates
+            carry it, filled from `key_column` unless `fields` maps it.
+        originator_id: a constant `ORIGINATOR_ID` / `originatorId` creates carry and matches
+            require (an origin id is unique per originator).
+        check_portal: look every row up on the portal (about one request per 2,500 rows)
+            instead of trusting the sync state for rows applied before; finds records a person
+            deleted (they are created again).
+        delete_missing: delete the records whose keys left the source (only records this sync
+            made, found by their key); refused when more than `max_delete_share` of them would go.
+        max_attempts: a row that failed this many times with the same fields is skipped until
+            it changes.
+        lock_wait_seconds: how long a second execution of the same asset and partition waits
+            for the first before failing (two never send at once).
         failure_rate_threshold: the WARN check fails above this share of failed rows.
         max_failures_shown: rows of the `first_failures` metadata table.
         log_every_chunks: progress log interval (default: every chunk up to 100 chunks).
@@ -213,6 +249,10 @@ def build_bitrix24_batch_asset(
         reconcile=reconcile, reconcile_field=reconcile_field,
         reconcile_delay_seconds=reconcile_delay_seconds,
     )  # fmt: skip
+    sync_spec = sync_spec_of(method, key_column, SyncOptions(
+        sync=sync, key_field=key_field, originator_id=originator_id, check_portal=check_portal,
+        delete_missing=delete_missing, max_delete_share=max_delete_share, max_attempts=max_attempts,
+        lock_wait_seconds=lock_wait_seconds))  # fmt: skip
     loader = source if callable(source) and not isinstance(source, dg.AssetKey) else None
     ins = {} if loader else {"rows": dg.AssetIn(key=dg.AssetKey.from_coercible(source))}  # type: ignore[arg-type]
 
@@ -222,15 +262,23 @@ def build_bitrix24_batch_asset(
         partition = context.partition_key if context.has_partition_key else None
         path = storage.path_for(spec.key, partition)
         run_spec = batch if config.halt_on_error is None else _with_halt(batch, config.halt_on_error)
-        outcome = run_batch_step(
-            spec=run_spec, frame=rows, client=resource.get_client(), path=path, log=context.log,
-            mode=config.mode, include_unknown=config.include_unknown,
-            request_id=f"{context.run.run_id[:8]}-{name}", label=name, journal=resumable,
-        )  # fmt: skip
+        if sync_spec is not None:
+            metadata = run_sync(
+                batch=run_spec, sync=sync_spec, frame=rows, client=resource.get_client(), path=path,
+                log=context.log, label=name, run_id=context.run.run_id, dry_run=config.dry_run,
+                lock_wait_seconds=lock_wait_seconds,
+            )  # fmt: skip
+        else:
+            _refuse_dry_run(config, name)
+            metadata = run_batch_step(
+                spec=run_spec, frame=rows, client=resource.get_client(), path=path, log=context.log,
+                mode=config.mode, include_unknown=config.include_unknown,
+                request_id=f"{context.run.run_id[:8]}-{name}", label=name, journal=resumable,
+            ).metadata  # fmt: skip
         return dg.MaterializeResult(
             asset_key=spec.key,
-            metadata=outcome.metadata,
-            check_results=_check_results(spec.key, outcome, failure_rate_threshold),
+            metadata=metadata,
+            check_results=_check_results(spec.key, metadata, failure_rate_threshold),
         )
 
     decorator = dg.asset(
@@ -272,6 +320,14 @@ def build_bitrix24_batch_op(
     reconcile: bool = True,
     reconcile_field: str | None = None,
     reconcile_delay_seconds: float = 10.0,
+    sync: SyncMode | None = None,
+    key_field: str | None = None,
+    originator_id: str | None = None,
+    check_portal: bool = False,
+    delete_missing: bool = False,
+    max_delete_share: float = 0.1,
+    max_attempts: int = 3,
+    lock_wait_seconds: float = 0.0,
     max_failures_shown: int = 20,
     log_every_chunks: int | None = None,
     resource_key: str = "bitrix24",
@@ -281,8 +337,8 @@ def build_bitrix24_batch_op(
 ) -> dg.OpDefinition:
     """An op for job users: input `rows` (a DataFrame), output the results file's URI (str).
 
-    Same arguments and behaviour as `build_bitrix24_batch_asset` (including
-    `halt_on_error=False` by default, since a bulk load wants every row tried), without
+    Same arguments and behaviour as `build_bitrix24_batch_asset` (including the sync with a
+    `key_column`, and `halt_on_error=False` by default, since a bulk load wants every row tried), without
     asset checks: the output's metadata carries the partial-failure counts and tables. The
     results go to `<base>/<results_key>.parquet` (default `bitrix24_ops/<name>`), so a later
     run with `mode: redrive` finds them.
@@ -306,6 +362,10 @@ def build_bitrix24_batch_op(
         reconcile_delay_seconds=reconcile_delay_seconds,
     )  # fmt: skip
     key = dg.AssetKey(list(results_key) if results_key else ["bitrix24_ops", name])
+    sync_spec = sync_spec_of(method, key_column, SyncOptions(
+        sync=sync, key_field=key_field, originator_id=originator_id, check_portal=check_portal,
+        delete_missing=delete_missing, max_delete_share=max_delete_share, max_attempts=max_attempts,
+        lock_wait_seconds=lock_wait_seconds))  # fmt: skip
 
     @dg.op(
         name=name,
@@ -320,14 +380,27 @@ def build_bitrix24_batch_op(
         partition = context.partition_key if context.has_partition_key else None
         path = storage.path_for(key, partition)
         run_spec = batch if config.halt_on_error is None else _with_halt(batch, config.halt_on_error)
+        client = getattr(context.resources, resource_key).get_client()
+        if sync_spec is not None:
+            metadata = run_sync(batch=run_spec, sync=sync_spec, frame=rows, client=client, path=path,
+                                log=context.log, label=name, run_id=context.run.run_id,
+                                dry_run=config.dry_run, lock_wait_seconds=lock_wait_seconds)  # fmt: skip
+            return dg.Output(str(path), metadata=metadata)
+        _refuse_dry_run(config, name)
         outcome = run_batch_step(
-            spec=run_spec, frame=rows, client=getattr(context.resources, resource_key).get_client(),
+            spec=run_spec, frame=rows, client=client,
             path=path, log=context.log, mode=config.mode, include_unknown=config.include_unknown,
             request_id=f"{context.run.run_id[:8]}-{name}", label=name, journal=resumable,
         )  # fmt: skip
         return dg.Output(str(outcome.path), metadata=outcome.metadata)
 
     return _op
+
+
+def _refuse_dry_run(config: Bitrix24BatchConfig, name: str) -> None:
+    if config.dry_run:
+        raise dg.Failure(f"{name}: dry_run plans a sync, and this asset does not sync (no key_column, "
+                         "or sync='send'): nothing was sent", allow_retries=False)  # fmt: skip
 
 
 def _with_halt(spec: BatchSpec, halt: bool) -> BatchSpec:

@@ -86,7 +86,8 @@ class BatchOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _key_name(key_column: str | None) -> str | None:
+def result_key_name(key_column: str | None) -> str | None:
+    """The results column of the source key: its name, or `source_<name>` when it clashes."""
     if key_column is None:
         return None
     return f"source_{key_column}" if key_column in RESULT_SCHEMA.names else key_column
@@ -156,7 +157,7 @@ def run_batch_step(
     (see `_journal`).
     """
     calls, keys = build_commands(spec, frame)
-    key_name = _key_name(spec.key_column)
+    key_name = result_key_name(spec.key_column)
     schema = results_schema(key_name, keys.type if keys is not None else None)
     tally = BatchTally(key_name=key_name, max_failures=spec.max_failures_shown)
     base_map: list[int] | None = None
@@ -191,6 +192,8 @@ def run_batch_step(
     base = to_send.digest if isinstance(to_send, FrameCommands) else digest_of(to_send)
     book = BatchJournal(path, digest_of([], f"{base}|{mode}|{spec.halt_on_error}")) if journal and n else None
     done, interrupted = book.start() if book is not None else (0, None)
+    if book is not None and book.unfinished():
+        raise _unfinished(book.unfinished()[0], label)
     replay = (book is not None and interrupted is not None and getattr(client, "api_version", 2) == 3
               and book.age(interrupted) < REPLAY_WINDOW_SECONDS)  # fmt: skip
     if book is not None:  # stable across re-executions: a chunk sent again keeps its key
@@ -406,6 +409,18 @@ def _redrive_plan(
         raise _changed(path, f"{rows} results for {len(calls)} source rows")
     return picked, path, pa.Table.from_batches(unknown) if unknown else None
 
+
+
+def _unfinished(folder: UPath, label: str) -> dg.Failure:
+    parts = len([p for p in folder.iterdir() if p.name.endswith(".part")])
+    return dg.Failure(
+        f"{label}: a run that died left a journal of another command set ({parts} chunks recorded, "
+        f"maybe one in flight) at {scrub(str(folder))}. Its writes may be on the portal, and the "
+        "source rows changed since, so sending now could write them twice. Either restore the "
+        "source rows as they were and materialize again (it resumes), or sync by a key "
+        "(sync='upsert' settles it by key), or check the portal and then delete that folder.",
+        allow_retries=False,
+    )
 
 
 def _changed(path: UPath, detail: str = "the keys differ") -> dg.Failure:

@@ -18,6 +18,11 @@ portal: the step either sends it again under the same v3 `Idempotency-Key` (the 
 job's request id, so the portal replays a batch it ran), or records its commands as `unknown`
 (code `JOURNAL_INTERRUPTED`) and reconciles them (`_reconcile`); nothing is sent blindly. A
 journal marked `done` is discarded, so it never blocks a new materialization.
+
+A journal of another command set is never removed unread: it is the only record of what a
+run that died sent. `unfinished()` lists them; the step either settles them by key (a sync)
+or refuses to send until the user decides. Each in-flight marker holds the time it was
+written (object stores give no file ages), which `age()` reads.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from upath import UPath
 
 from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet
 
-__all__ = ["BatchJournal", "INTERRUPTED", "digest_of", "file_age"]
+__all__ = ["INTERRUPTED", "BatchJournal", "digest_of", "file_age", "in_flight_ages", "marker_age", "remove_journal"]
 
 INTERRUPTED = "JOURNAL_INTERRUPTED"
 
@@ -53,8 +58,8 @@ def digest_of(calls: Sequence[Any], extra: str = "") -> str:
 class BatchJournal:
     """The journal of one command set (see the module docstring)."""
 
-    def __init__(self, results: UPath, digest: str) -> None:
-        self.root = results.with_name(f".{results.name}.journal")
+    def __init__(self, results: UPath, digest: str, *, root: UPath | None = None) -> None:
+        self.root = root if root is not None else results.with_name(f".{results.name}.journal")
         self.dir = self.root / digest
         self.token = ""
 
@@ -67,14 +72,13 @@ class BatchJournal:
     def start(self) -> tuple[int, int | None]:
         """Prepare the journal; returns (completed chunks, the interrupted chunk or None).
 
-        Completed chunks are the contiguous parts from chunk 0. A journal marked done, or
-        one of another command set, is removed. `token` is set: a fresh one for a new
-        journal, the recorded one when resuming.
+        Completed chunks are the contiguous parts from chunk 0. Journals marked done are
+        removed; those of other command sets are left (see `unfinished`). `token` is set: a
+        fresh one for a new journal, the recorded one when resuming.
         """
-        with contextlib.suppress(FileNotFoundError):
-            for other in self.root.iterdir():
-                if other.name != self.dir.name or (other / "done").exists():
-                    _remove_tree(other)
+        for other in self._others(include_self=True):
+            if (other / "done").exists():
+                _remove_tree(other)
         with contextlib.suppress(Exception):
             self.dir.mkdir(parents=True, exist_ok=True)
         token = self.dir / "token"
@@ -89,19 +93,30 @@ class BatchJournal:
         interrupted = completed if self._marker(completed).exists() else None
         return completed, interrupted
 
+    def _others(self, *, include_self: bool = False) -> list[UPath]:
+        try:
+            found = [p for p in self.root.iterdir() if include_self or p.name != self.dir.name]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(found, key=lambda p: p.name)
+
+    def unfinished(self) -> list[UPath]:
+        """The folders of other command sets' journals that were never finished (runs that died)."""
+        return [p for p in self._others() if not (p / "done").exists()]
+
     def parts(self, count: int) -> Iterator[pa.Table]:
         """The tables of the first `count` completed chunks, one at a time."""
         for chunk in range(count):
             yield read_parquet(self._part(chunk))
 
     def age(self, chunk: int) -> float:
-        """Seconds since `chunk` was first sent (its in-flight marker was written)."""
-        return file_age(self._marker(chunk))
+        """Seconds since `chunk` was first sent (the time its in-flight marker holds)."""
+        return marker_age(self._marker(chunk))
 
     def sending(self, chunk: int) -> None:
-        """Record that `chunk` is about to be sent."""
+        """Record that `chunk` is about to be sent, and when."""
         with self._marker(chunk).open("wb") as handle:
-            handle.write(b"")
+            handle.write(repr(time.time()).encode())
 
     def refused(self, chunk: int) -> None:
         """Record that `chunk` was refused as a whole (not applied): it will be sent again."""
@@ -119,7 +134,35 @@ class BatchJournal:
         """Mark the journal done (the results are published), then remove it."""
         with contextlib.suppress(Exception), (self.dir / "done").open("wb") as handle:
             handle.write(b"")
-        _remove_tree(self.root)
+        _remove_tree(self.dir)
+        if not self._others():
+            _remove_tree(self.root)
+
+
+def marker_age(path: UPath) -> float:
+    """Seconds since the in-flight marker `path` was written: the time it holds (journals of
+    older versions hold none: their file age); inf when it is gone or unreadable."""
+    try:
+        text = path.read_bytes().decode().strip()
+    except (OSError, UnicodeDecodeError):
+        return float("inf")
+    try:
+        return max(0.0, time.time() - float(text))
+    except ValueError:
+        return file_age(path)
+
+
+def in_flight_ages(folder: UPath) -> list[float]:
+    """The ages of the in-flight markers of one journal folder (chunks that may have landed)."""
+    try:
+        return [marker_age(p) for p in folder.iterdir() if p.name.startswith("inflight-")]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def remove_journal(folder: UPath) -> None:
+    """Remove one journal folder (after what it recorded was settled)."""
+    _remove_tree(folder)
 
 
 def file_age(path: UPath) -> float:

@@ -47,6 +47,7 @@ else:
     target = build_bitrix24_batch_asset(
         name="row_import", method="crm.lead.add", source="rows_csv", reconcile_delay_seconds=0.5,
         fields={"title": "TITLE", "external_id": "ORIGIN_ID"}, key_column="external_id",
+        sync=os.environ.get("SIGKILL_SYNC", "send"),  # type: ignore[arg-type]
     )  # fmt: skip
 
 

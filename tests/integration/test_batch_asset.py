@@ -41,6 +41,7 @@ def leads(n: int, bad_every: int | None = 10) -> pd.DataFrame:
 
 
 def import_assets(frame: pd.DataFrame, **kwargs) -> list:
+    kwargs.setdefault("sync", "send")  # the one-shot path: every row sent (test_sync.py: the sync)
     @dg.asset(name="leads_csv")
     def source() -> pd.DataFrame:
         return frame
@@ -163,7 +164,7 @@ def test_bad_input_fails_the_step_before_any_request(b24_emulator, resources, ba
 
 def test_op_factory_in_a_job(b24_emulator, resources, base, instance):
     send = build_bitrix24_batch_op(name="send_leads", method="crm.lead.add",
-                                   fields={"title": "TITLE"}, key_column="external_id")  # fmt: skip
+                                   fields={"title": "TITLE"}, key_column="external_id", sync="send")  # fmt: skip
 
     @dg.op
     def rows() -> pd.DataFrame:

@@ -31,7 +31,7 @@ CHILD = textwrap.dedent(
                           "title": [f"Lead {i}" for i in range(n)]})
     asset = build_bitrix24_batch_asset(name="load", method="crm.lead.add",
                                        source=lambda context: frame,
-                                       fields={"title": "TITLE"}, key_column="external_id")
+                                       fields={"title": "TITLE"}, key_column="external_id", sync="send")
     resources = {
         "bitrix24": Bitrix24Resource(webhook_url=dg.EnvVar("BITRIX24_WEBHOOK_URL"),
                                      requests_per_second=None, share_limits=False,

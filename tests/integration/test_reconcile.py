@@ -36,7 +36,7 @@ def keyed_assets(frame, **kwargs) -> list:
 
     asset = build_bitrix24_batch_asset(
         name="lead_import", method="crm.lead.add", source="leads_csv", reconcile_delay_seconds=0.0,
-        fields={"title": "TITLE", "email": "EMAIL", "external_id": "ORIGIN_ID"}, key_column="external_id",
+        fields={"title": "TITLE", "email": "EMAIL", "external_id": "ORIGIN_ID"}, key_column="external_id", sync="send",
         **kwargs,
     )  # fmt: skip
     return [source, asset]
@@ -134,7 +134,7 @@ def test_creates_without_a_key_stay_unknown(b24_emulator, resources, base, insta
 
     asset = build_bitrix24_batch_asset(
         name="lead_import", method="crm.lead.add", source="leads_csv", reconcile_delay_seconds=0.0,
-        fields={"title": "TITLE"}, key_column="external_id",
+        fields={"title": "TITLE"}, key_column="external_id", sync="send",
     )  # fmt: skip
     result = run([source, asset], resources, instance)
     table = pq.read_table(base / "bitrix24" / "lead_import.parquet")
@@ -311,7 +311,7 @@ def test_crm_item_creates_are_found_by_origin_id(b24_emulator, resources, base, 
 
     asset = build_bitrix24_batch_asset(
         name="deal_import", method="crm.item.add", source="deal_rows", reconcile_delay_seconds=0.0,
-        params={"entityTypeId": 2}, key_column="external_id",
+        params={"entityTypeId": 2}, key_column="external_id", sync="send",
         row_function=lambda row: {"title": row["title"], "originId": row["external_id"], "originatorId": "erp"},
     )  # fmt: skip
     result = dg.materialize([source, asset], resources=resources, instance=instance, raise_on_error=False,
@@ -338,7 +338,7 @@ def test_a_field_the_user_names_is_the_key(b24_emulator, resources, base, instan
 
     asset = build_bitrix24_batch_asset(
         name="lead_import", method="crm.lead.add", source="leads_csv", reconcile_delay_seconds=0.0,
-        fields={"title": "TITLE", "external_id": "SOURCE_DESCRIPTION"}, key_column="external_id",
+        fields={"title": "TITLE", "external_id": "SOURCE_DESCRIPTION"}, key_column="external_id", sync="send",
         reconcile_field="SOURCE_DESCRIPTION",
     )  # fmt: skip
     result = run([source, asset], resources, instance)

@@ -1,0 +1,357 @@
+"""A sync step: plan, then dry run or send, settle, publish. Every run is as safe as the first.
+
+    prepare   the source rows become create commands, each carrying its key (checked before
+              any request, as every batch step is)
+    lock      one execution per asset and partition (`_lock`)
+    recover   journals of runs that died are read into the state, after waiting out any
+              chunk that may still be running on the portal (`_journal`)
+    plan      rows matched to records by key (`_sync_plan`)
+    dry run   the plan is written beside the results; nothing else changes
+    send      the plan's commands in chunked batches, each chunk journaled as it completes;
+              consecutive chunks with no answer at all stop the step
+    publish   the results file (one row per source row, then the deletes), then the state
+
+A run that fails publishes nothing: the last good results and state stay as they were, and
+its journal tells the next run what it did send.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+from upath import UPath
+
+from b24_dagster.integration._batch_run import (
+    RESULT_SCHEMA,
+    BatchTally,
+    Stopwatch,
+    client_stats,
+    results_schema,
+    stream_chunks,
+)
+from b24_dagster.integration._errors import scrub, to_failure
+from b24_dagster.integration._journal import BatchJournal, in_flight_ages, remove_journal
+from b24_dagster.integration._lock import LockHeldError, StepLock
+from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet, uri_of
+from b24_dagster.integration._sync_plan import SyncPlan, SyncSpec, make_plan
+from b24_dagster.integration._sync_state import SyncState, sync_folder
+
+__all__ = ["NO_ANSWER_CODES", "SyncRun", "run_sync_step"]
+
+NO_ANSWER_CODES = frozenset({"CONNECT_ERROR", "OUTCOME_UNKNOWN", "NO_RESPONSE", "PROTOCOL_ERROR",
+                             "TRANSPORT_ERROR"})  # fmt: skip
+"""Error codes of a command that got no answer at all (host down, DNS, TLS, a lost answer)."""
+MAX_SILENT_CHUNKS = 3
+"""Consecutive chunks with no answer after which the step stops instead of trying the rest."""
+_JOURNAL_SCHEMA = pa.schema([("key", pa.string()), ("status", pa.string()), ("portal_id", pa.int64()),
+                             ("fields_hash", pa.string()), ("fields_json", pa.string())])  # fmt: skip
+"""A journal part of a sync: each sent row's outcome, as the state would record it."""
+
+
+@dataclass
+class SyncRun:
+    """The state of one sync step, stage by stage."""
+
+    sync: SyncSpec
+    client: Any
+    path: UPath
+    log: Any
+    label: str
+    calls: list[tuple[str, dict[str, Any]]]
+    keys: list[str]
+    key_name: str
+    halt_on_error: bool = False
+    reconcile_delay_seconds: float = 10.0
+    request_id: str | None = None
+    state: SyncState = field(init=False)
+    plan: SyncPlan | None = None
+    statuses: dict[int, dict[str, Any]] = field(default_factory=dict)
+    recovered: int = 0
+    retried: int = 0
+    journal: BatchJournal | None = None
+    silent_chunks: int = 0
+    watch: Stopwatch = field(default_factory=Stopwatch)
+    before: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.state = SyncState(self.path)
+        self.journal_root = sync_folder(self.path) / "journal"
+
+    @property
+    def extra_params(self) -> dict[str, Any]:
+        """The constant params lookups and updates need (`entityTypeId` of `crm.item`)."""
+        first = self.calls[0][1] if self.calls else {}
+        return {"entityTypeId": first["entityTypeId"]} if "entityTypeId" in first else {}
+
+
+def run_sync_step(run: SyncRun, *, dry_run: bool = False, owner: str = "", lock_wait_seconds: float = 0.0) -> dict[str, Any]:
+    """Run the stages of the module docstring; returns the step's metadata."""
+    lock = StepLock(sync_folder(run.path) / "lock", owner=owner, wait_seconds=lock_wait_seconds)
+    try:
+        lock.acquire()
+    except LockHeldError as exc:
+        raise dg.Failure(f"{run.label}: {exc}", allow_retries=False) from None
+    try:
+        run.before = client_stats(run.client)
+        run.state.load()
+        journals = recover(run)
+        run.plan = plan(run)
+        if dry_run:
+            return publish_plan(run)
+        send(run, lock)
+        metadata = publish(run)
+        for folder in journals:  # settled: the state now holds what they recorded
+            remove_journal(folder)
+        if run.journal is not None:
+            run.journal.finish()
+        return metadata
+    finally:
+        lock.release()
+
+
+def recover(run: SyncRun) -> list[UPath]:
+    """Read the journals of runs that died into the state (what they sent is on the portal)."""
+    probe = BatchJournal(run.path, "-", root=run.journal_root)
+    folders = probe.unfinished()
+    waits = [run.reconcile_delay_seconds - age for f in folders for age in in_flight_ages(f)]
+    if waits and max(waits) > 0:  # a chunk of a dead run may still be running on the portal
+        run.log.info(f"{run.label}: a run that died had a chunk in flight; waiting {max(waits):.1f} s "
+                     "before looking its records up")  # fmt: skip
+        time.sleep(max(waits))
+    for folder in folders:
+        for part in sorted(p for p in folder.iterdir() if p.name.endswith(".part")):
+            table = read_parquet(part)
+            for key, status, portal_id, hashed, fields in zip(*(table[c].to_pylist() for c in (
+                    "key", "status", "portal_id", "fields_hash", "fields_json")), strict=True):  # fmt: skip
+                if status == "deleted":
+                    run.state.forget(key)
+                else:
+                    run.state.record(key, status=status, portal_id=portal_id, sent_hash=hashed, sent_fields=fields)
+                run.recovered += 1
+    if folders:
+        run.log.info(f"{run.label}: {run.recovered} outcomes read from {len(folders)} journals of runs that died")
+    return folders
+
+
+def plan(run: SyncRun) -> SyncPlan:
+    """Match the rows to records and decide each row's action."""
+    from b24_dagster.integration._sync_plan import LookupFailed, TooManyDeletes
+
+    try:
+        made = make_plan(run.sync, run.client, run.calls, run.keys, run.state, extra_params=run.extra_params)
+    except (LookupFailed, TooManyDeletes) as exc:
+        raise dg.Failure(f"{run.label}: {scrub(str(exc))}", allow_retries=False) from None
+    except Exception as exc:
+        raise to_failure(exc, f"{run.label}: the sync could not be planned (nothing was sent)") from exc
+    run.retried = sum(1 for row in made.command_rows  # rows that failed last time, sent again
+                      if (known := run.state.keys.get(made.keys[row])) is not None and known.status != "ok")
+    counts = made.counts()
+    run.log.info(f"{run.label}: plan " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+                 + f" ({made.lookups} lookups in {made.lookup_requests} requests)")  # fmt: skip
+    return made
+
+
+def publish_plan(run: SyncRun) -> dict[str, Any]:
+    """Dry run: the plan beside the results, as metadata; nothing sent, nothing else written."""
+    assert run.plan is not None
+    path = sync_folder(run.path) / "plan.parquet"
+    table = run.plan.to_arrow()
+    with ParquetStreamWriter(path, table.schema) as writer:
+        writer.write(table)
+    metadata = _plan_metadata(run)
+    rows = len(run.plan.keys)
+    refused = sum(metadata[f"rows_{a}"] for a in ("ambiguous", "missing", "skipped"))
+    metadata.update({"commands": rows, "unknown": 0,
+                     "failure_rate": dg.MetadataValue.float(round(refused / rows, 6) if rows else 0.0)})
+    metadata.update({"dry_run": True, "plan_uri": uri_of(path), "dagster/row_count": table.num_rows,
+                     "plan_preview": _preview(table)})  # fmt: skip
+    return metadata
+
+
+def send(run: SyncRun, lock: StepLock) -> None:
+    """Send the plan's commands, journaling each chunk; stop when the portal stays silent."""
+    plan_ = run.plan
+    assert plan_ is not None
+    if not plan_.commands:
+        return
+    journal = BatchJournal(run.path, f"run-{time.time_ns()}", root=run.journal_root)
+    journal.start()
+    run.journal = journal
+    chunk_rows = 50
+    run_ = run.client.batch_by_chunk(plan_.commands, halt_on_error=run.halt_on_error, request_id=run.request_id,
+                                     reconcile=True, reconcile_field=run.sync.key_field,
+                                     reconcile_delay_seconds=run.reconcile_delay_seconds)  # fmt: skip
+    number = 0
+    journal.sending(0)
+
+    def on_chunk(table: pa.Table) -> None:
+        nonlocal number
+        _record_chunk(run, journal, number, table)
+        number += 1
+        if number * chunk_rows < len(plan_.commands):
+            journal.sending(number)
+        lock.refresh()
+
+    schema = results_schema(None, None)
+    try:
+        stream_chunks(run_, keys=None, index_map=None, schema=schema, on_chunk=on_chunk)
+    except dg.Failure:
+        raise
+    except Exception as exc:
+        raise to_failure(exc, f"{run.label}: the sync stopped after {len(run.statuses)} of "
+                              f"{len(plan_.commands)} commands (nothing published)") from exc  # fmt: skip
+
+
+def _record_chunk(run: SyncRun, journal: BatchJournal, number: int, table: pa.Table) -> None:
+    plan_ = run.plan
+    assert plan_ is not None
+    rows = [plan_.command_rows[i] for i in table["command_index"].to_pylist()]
+    part: dict[str, list[Any]] = {"key": [], "status": [], "portal_id": [], "fields_hash": [], "fields_json": []}
+    for row, record in zip(rows, table.to_pylist(), strict=True):
+        portal_id = _portal_id(plan_.actions[row], record, plan_.portal_ids[row])
+        run.statuses[row] = {**record, "portal_id": portal_id}
+        ok = record["status"] == "ok"
+        deleted = plan_.actions[row] == "delete" and ok
+        part["key"].append(plan_.keys[row])
+        part["status"].append("deleted" if deleted else record["status"])
+        part["portal_id"].append(portal_id)
+        part["fields_hash"].append(plan_.hashes[row])
+        part["fields_json"].append(plan_.sent_fields[row])
+    journal.completed(number, pa.table(part, schema=_JOURNAL_SCHEMA))
+    codes = set(table["error_code"].to_pylist())
+    silent = table.num_rows > 0 and codes <= NO_ANSWER_CODES and not pc.any(pc.equal(table["status"], "ok")).as_py()
+    run.silent_chunks = run.silent_chunks + 1 if silent else 0
+    if run.silent_chunks >= MAX_SILENT_CHUNKS:
+        raise dg.Failure(
+            f"{run.label}: {MAX_SILENT_CHUNKS} chunks in a row got no answer from the portal "
+            f"({', '.join(sorted(c for c in codes if c))}): is it reachable? Stopped after "
+            f"{len(run.statuses)} of {len(plan_.commands)} commands; nothing was published, and "
+            "the next run settles what was sent by key.",
+            metadata={"commands_sent": len(run.statuses), "error_codes": ", ".join(sorted(c for c in codes if c))},
+        )  # fmt: skip
+
+
+def _portal_id(action: str, record: dict[str, Any], planned: int | None) -> int | None:
+    """The record's id: the planned one, or for a create the id its answer gives."""
+    if action != "create" or record["status"] != "ok" or record["result"] is None:
+        return planned
+    data = json.loads(record["result"])
+    if isinstance(data, dict):
+        data = (data.get("item") or data.get("task") or {}).get("id")
+    try:
+        return int(data)
+    except (TypeError, ValueError):
+        return None
+
+
+def publish(run: SyncRun) -> dict[str, Any]:
+    """Write the results (one row per plan row), then advance the state by the rows that ended ok."""
+    plan_ = run.plan
+    assert plan_ is not None
+    table = _results_table(run)
+    schema = table.schema
+    tally = BatchTally(key_name=run.key_name)
+    with ParquetStreamWriter(run.path, schema) as writer:
+        writer.write(table)
+        tally.add(table)
+    tally.sent = len(run.statuses)
+    for row, action in enumerate(plan_.actions):
+        _advance_state(run, row, action)
+    run.state.save()
+    after = client_stats(run.client)
+    stats = {k: after[k] - run.before.get(k, 0.0) for k in after}
+    metadata = tally.metadata(stats=stats, duration=run.watch.elapsed, writer=writer, schema=schema)
+    metadata.update(_plan_metadata(run))
+    run.log.info(f"{run.label}: " + ", ".join(f"{n} {a}" for a, n in sorted(plan_.counts().items()))
+                 + f"; {tally.statuses['ok']} ok, {tally.failed} not ok -> {scrub(str(run.path))}")  # fmt: skip
+    return metadata
+
+
+def _advance_state(run: SyncRun, row: int, action: str) -> None:
+    plan_ = run.plan
+    assert plan_ is not None
+    key = plan_.keys[row]
+    sent = run.statuses.get(row)
+    if action in ("unchanged", "skipped"):
+        return
+    if action == "gone" or (action == "delete" and sent is not None and sent["status"] == "ok"):
+        run.state.forget(key)
+        return
+    status = sent["status"] if sent is not None else "error"
+    portal_id = sent["portal_id"] if sent is not None else plan_.portal_ids[row]
+    run.state.record(key, status=status, portal_id=portal_id, sent_hash=plan_.hashes[row],
+                     sent_fields=plan_.sent_fields[row])  # fmt: skip
+
+
+def _results_table(run: SyncRun) -> pa.Table:
+    plan_ = run.plan
+    assert plan_ is not None
+    schema = results_schema(run.key_name, pa.string()).append(pa.field("action", pa.string())).append(
+        pa.field("portal_id", pa.int64()))
+    columns: dict[str, list[Any]] = {f.name: [] for f in schema}
+    for row, action in enumerate(plan_.actions):
+        record = run.statuses.get(row) or _not_sent(plan_, row, action)
+        for name in RESULT_SCHEMA.names:
+            columns[name].append(record.get(name))
+        columns["command_index"][-1] = row
+        columns["command_key"][-1] = str(row)
+        columns[run.key_name].append(plan_.keys[row])
+        columns["action"].append(action)
+        columns["portal_id"].append(record.get("portal_id", plan_.portal_ids[row]))
+    return pa.Table.from_arrays([pa.array(columns[f.name], f.type) for f in schema], schema=schema)
+
+
+def _not_sent(plan_: SyncPlan, row: int, action: str) -> dict[str, Any]:
+    code = plan_.not_sent_code(row)
+    if action in ("unchanged", "gone"):
+        return {"status": "ok", "portal_id": plan_.portal_ids[row]}
+    if action == "skipped":
+        return {"status": "not_run", "error_code": code, "error_description": plan_.reasons[row]}
+    if code is not None:
+        return {"status": "error", "error_code": code, "error_description": plan_.reasons[row]}
+    # A planned command the run never reached (halt_on_error stopped it).
+    return {"status": "not_run", "error_code": None, "error_description": "not sent: the run stopped before it"}
+
+
+def _plan_metadata(run: SyncRun) -> dict[str, Any]:
+    plan_ = run.plan
+    assert plan_ is not None
+    counts = plan_.counts()
+    out: dict[str, Any] = {"sync_mode": run.sync.mode, "key_field": run.sync.key_field}
+    for action in ("create", "update", "unchanged", "delete", "ambiguous", "missing", "skipped"):
+        out[f"rows_{action}"] = counts.get(action, 0)
+    out.update({"rows_retried": run.retried, "lookups": plan_.lookups, "lookup_requests": plan_.lookup_requests,
+                "writes_planned": len(plan_.commands)})  # fmt: skip
+    if run.recovered:
+        out["recovered_from_journal"] = run.recovered
+    return out
+
+
+def _preview(table: pa.Table, limit: int = 20) -> dg.TableMetadataValue:
+    changed = table.filter(pc.not_equal(table["action"], "unchanged")).slice(0, limit)
+    schema = dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in
+                                     ("key", "action", "portal_id", "changed_fields", "reason")])  # fmt: skip
+    records = [dg.TableRecord({"key": r["key"], "action": r["action"],
+                               "portal_id": "" if r["portal_id"] is None else str(r["portal_id"]),
+                               "changed_fields": ", ".join(r["changed_fields"] or []),
+                               "reason": r["reason"] or ""}) for r in changed.to_pylist()]  # fmt: skip
+    return dg.MetadataValue.table(records, schema)
+
+
+def sync_calls(calls: Sequence[Any], keys: Sequence[str], sync: SyncSpec) -> list[tuple[str, dict[str, Any]]]:
+    """The create commands with each row's key (and originator) filled in unless mapped."""
+    out = []
+    for (method, params), key in zip(calls, keys, strict=True):
+        fields = dict(params.get("fields") or {})
+        fields.setdefault(sync.key_field, key)
+        if sync.originator and sync.originator_field:
+            fields.setdefault(sync.originator_field, sync.originator)
+        out.append((method, {**params, "fields": fields}))
+    return out
