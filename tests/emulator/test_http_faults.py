@@ -10,6 +10,7 @@ import requests
 
 from b24_dagster.emulator import FaultRule, FaultSettings, PortalEmulator
 from b24_dagster.emulator._faults import parse_fault_spec
+from tests.conftest import wait_for
 
 
 def _add(url: str, title: str = "x") -> requests.Response:
@@ -93,7 +94,7 @@ def test_slow_answer_does_not_block_other_connections(b24_emulator: PortalEmulat
     t0 = time.monotonic()
     slow = threading.Thread(target=lambda: (_add(url), done.append(time.monotonic() - t0)))
     slow.start()
-    time.sleep(0.05)
+    wait_for(lambda: b24_emulator.stats["faults"]["slow"] == 1, "the slow request to arrive")
     fast = time.monotonic()
     assert requests.get(url + "server.time").status_code == 200
     assert time.monotonic() - fast < 0.3

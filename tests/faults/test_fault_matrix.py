@@ -25,6 +25,7 @@ import pytest
 from b24_dagster import Bitrix24Client
 from b24_dagster.client import RetryPolicy
 from b24_dagster.emulator import FaultRule, FaultSettings, PortalEmulator
+from tests.conftest import wait_for
 
 #: Retries fast enough for a test, patient enough that a fault never exhausts them.
 FAST_RETRY = RetryPolicy(max_retries=10, backoff_base=0.001, backoff_max=0.01,
@@ -181,7 +182,9 @@ def test_write_job_slow_answer_past_the_read_timeout(emulator: PortalEmulator) -
                                       seed=SEED))
     with _client(emulator, timeout=(2.0, 0.3)) as client:
         out = _check_write_job(emulator, client, _item_adds("slowto", 1_000), entity="deal")
-    time.sleep(0.7)  # a delayed answer is logged once it is sent, after the client gave up
+    # a delayed answer is logged once it is sent, after the client gave up on it
+    wait_for(lambda: _write_batch_faults(emulator, {"slow"}) == emulator.stats["faults"]["slow"],
+             "every delayed answer to be sent")
     hits = _write_batch_faults(emulator, {"slow"})
     assert hits > 0 and out.unknown_chunks == hits
     assert out.stats.unknown == 50 * hits
@@ -222,6 +225,7 @@ class AcceleratedClock:
         return self.origin + (time.time() - self.origin) * self.factor
 
     def sleep(self, seconds: float) -> None:
+        """The client's waits, accelerated: the behaviour under test, not a synchronization."""
         time.sleep(max(0.0, seconds) / self.factor)
 
 
