@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 RESULT_COLUMNS = {"command_index", "status", "error_code"}
 STANDARD_COLUMNS = {
     "command_index", "command_key", "method", "chunk_index", "status", "result",
-    "error_code", "error_description", "total", "next",
+    "error_code", "error_description", "total", "next", "action", "portal_id",
 }  # fmt: skip
+ACTION_WORDS = {"create": "created", "update": "updated", "unchanged": "unchanged", "delete": "deleted"}
 FIRST_FAILURES = 3
 
 
@@ -48,6 +49,16 @@ def status_counts(path: Path) -> tuple[Counter[str], Counter[str], list[str]]:
     return statuses, codes, first
 
 
+def sync_actions(path: Path) -> dict[str, int]:
+    """Rows that ended ok by sync action (create, update, unchanged, ...); {} for a one-shot send."""
+    if "action" not in pq.read_schema(path).names:
+        return {}
+    table = pq.read_table(path, columns=["action", "status"]).to_pydict()
+    counts = Counter(a for a, s in zip(table["action"], table["status"], strict=True) if s == "ok")
+    order = [*ACTION_WORDS, *sorted(set(counts) - set(ACTION_WORDS))]
+    return {a: counts[a] for a in order if counts[a] or a in ("create", "update", "unchanged")}
+
+
 def import_summary(base: Path) -> str:
     """A few lines per batch-results file: ok/error/not_run/unknown, codes, first failures."""
     files = _result_files(base)
@@ -59,6 +70,9 @@ def import_summary(base: Path) -> str:
         total = sum(statuses.values())
         parts = ", ".join(f"{k} {statuses[k]}" for k in ("ok", "error", "not_run", "unknown"))
         lines.append(f"  {name}: {total} commands: {parts}")
+        actions = sync_actions(path)
+        if actions:
+            lines.append("    sync: " + ", ".join(f"{ACTION_WORDS.get(a, a)} {n}" for a, n in actions.items()))
         if codes:
             lines.append(
                 "    error codes: " + ", ".join(f"{c} x{n}" for c, n in codes.most_common())

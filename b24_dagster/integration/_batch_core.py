@@ -29,6 +29,7 @@ from upath import UPath
 from b24_dagster.integration._batch_run import (
     RESULT_SCHEMA,
     BatchTally,
+    SilenceGuard,
     Stopwatch,
     client_stats,
     results_schema,
@@ -212,6 +213,7 @@ def run_batch_step(
     resent: list[pa.Table] = []
     every = spec.log_every_chunks or max(1, total_chunks // 100)
     next_chunk = [skip]
+    guard = SilenceGuard(label)
 
     pending: list[pa.Table] = []  # chunks waiting for their row group
 
@@ -241,6 +243,7 @@ def run_batch_step(
         table = table.set_column(3, "chunk_index", pa.array([number] * table.num_rows, pa.int32()))
         if book is not None:
             book.completed(number, table)
+        guard.check(table, sent=tally.sent + table.num_rows, total=n)
         next_chunk[0] += 1
         emit(table, sent=True)
         if book is not None and number + 1 < total_chunks:

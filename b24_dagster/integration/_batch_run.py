@@ -21,8 +21,10 @@ from b24_dagster.client._results import result_schema
 from b24_dagster.integration._parquet import ParquetStreamWriter, uri_of
 
 __all__ = [
+    "NO_ANSWER_CODES",
     "RESULT_SCHEMA",
     "BatchTally",
+    "SilenceGuard",
     "client_stats",
     "results_schema",
     "table_schema_metadata",
@@ -252,6 +254,39 @@ def _contract(table: pa.Table) -> pa.Table:
         else:
             columns.append(pa.nulls(table.num_rows, f.type))
     return pa.Table.from_arrays(columns, schema=RESULT_SCHEMA)
+
+
+NO_ANSWER_CODES = frozenset({"CONNECT_ERROR", "OUTCOME_UNKNOWN", "NO_RESPONSE", "PROTOCOL_ERROR",
+                             "TRANSPORT_ERROR"})  # fmt: skip
+"""Error codes of a command that got no answer at all (host down, DNS, TLS, a lost answer)."""
+
+
+@dataclass
+class SilenceGuard:
+    """Stops a step when `limit` chunks in a row got no answer at all from the portal.
+
+    Retrying every chunk of a run against a host that is down takes minutes and ends in a
+    "successful" step whose every row failed; a few silent chunks in a row say enough.
+    """
+
+    label: str
+    limit: int = 3
+    silent: int = 0
+
+    def check(self, table: pa.Table, *, sent: int, total: int) -> None:
+        """Count one chunk; raise `dagster.Failure` at the `limit`-th silent one in a row."""
+        codes = {c for c in table["error_code"].to_pylist() if c}
+        quiet = table.num_rows > 0 and codes and codes <= NO_ANSWER_CODES and not pc.any(
+            pc.equal(table["status"], "ok")).as_py()  # fmt: skip
+        self.silent = self.silent + 1 if quiet else 0
+        if self.silent >= self.limit:
+            raise dg.Failure(
+                f"{self.label}: {self.limit} chunks in a row got no answer from the portal "
+                f"({', '.join(sorted(codes))}): is it reachable? Stopped after {sent} of {total} "
+                "commands; nothing was published (the last good results stay), and the next run "
+                "resumes from the journal, settling what was sent.",
+                metadata={"commands_sent": sent, "error_codes": ", ".join(sorted(codes))},
+            )
 
 
 class Stopwatch:

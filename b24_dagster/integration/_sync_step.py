@@ -31,6 +31,7 @@ from upath import UPath
 from b24_dagster.integration._batch_run import (
     RESULT_SCHEMA,
     BatchTally,
+    SilenceGuard,
     Stopwatch,
     client_stats,
     results_schema,
@@ -43,13 +44,8 @@ from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet, 
 from b24_dagster.integration._sync_plan import SyncPlan, SyncSpec, make_plan
 from b24_dagster.integration._sync_state import SyncState, sync_folder
 
-__all__ = ["NO_ANSWER_CODES", "SyncRun", "run_sync_step"]
+__all__ = ["SyncRun", "run_sync_step", "sync_calls"]
 
-NO_ANSWER_CODES = frozenset({"CONNECT_ERROR", "OUTCOME_UNKNOWN", "NO_RESPONSE", "PROTOCOL_ERROR",
-                             "TRANSPORT_ERROR"})  # fmt: skip
-"""Error codes of a command that got no answer at all (host down, DNS, TLS, a lost answer)."""
-MAX_SILENT_CHUNKS = 3
-"""Consecutive chunks with no answer after which the step stops instead of trying the rest."""
 _JOURNAL_SCHEMA = pa.schema([("key", pa.string()), ("status", pa.string()), ("portal_id", pa.int64()),
                              ("fields_hash", pa.string()), ("fields_json", pa.string())])  # fmt: skip
 """A journal part of a sync: each sent row's outcome, as the state would record it."""
@@ -76,12 +72,12 @@ class SyncRun:
     recovered: int = 0
     retried: int = 0
     journal: BatchJournal | None = None
-    silent_chunks: int = 0
     watch: Stopwatch = field(default_factory=Stopwatch)
     before: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state = SyncState(self.path)
+        self.guard = SilenceGuard(self.label)
         self.journal_root = sync_folder(self.path) / "journal"
 
     @property
@@ -225,17 +221,7 @@ def _record_chunk(run: SyncRun, journal: BatchJournal, number: int, table: pa.Ta
         part["fields_hash"].append(plan_.hashes[row])
         part["fields_json"].append(plan_.sent_fields[row])
     journal.completed(number, pa.table(part, schema=_JOURNAL_SCHEMA))
-    codes = set(table["error_code"].to_pylist())
-    silent = table.num_rows > 0 and codes <= NO_ANSWER_CODES and not pc.any(pc.equal(table["status"], "ok")).as_py()
-    run.silent_chunks = run.silent_chunks + 1 if silent else 0
-    if run.silent_chunks >= MAX_SILENT_CHUNKS:
-        raise dg.Failure(
-            f"{run.label}: {MAX_SILENT_CHUNKS} chunks in a row got no answer from the portal "
-            f"({', '.join(sorted(c for c in codes if c))}): is it reachable? Stopped after "
-            f"{len(run.statuses)} of {len(plan_.commands)} commands; nothing was published, and "
-            "the next run settles what was sent by key.",
-            metadata={"commands_sent": len(run.statuses), "error_codes": ", ".join(sorted(c for c in codes if c))},
-        )  # fmt: skip
+    run.guard.check(table, sent=len(run.statuses), total=len(plan_.commands))
 
 
 def _portal_id(action: str, record: dict[str, Any], planned: int | None) -> int | None:

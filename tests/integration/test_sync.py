@@ -176,3 +176,66 @@ def test_ambiguous_key_is_not_written(b24_emulator, resources, base, instance):
     assert table["action"].to_pylist() == ["create", "ambiguous", "create"]
     assert table["error_code"][1].as_py() == "SYNC_AMBIGUOUS"
     assert metadata(result)["rows_ambiguous"] == 1 and len(portal_leads(b24_emulator)) == 4
+
+
+def _unreachable(resources, monkeypatch) -> dict:
+    """The same resources, pointed at a port where nothing listens."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("BITRIX24_WEBHOOK_URL", f"http://127.0.0.1:{port}/rest/1/deadhostcode/")
+    return resources
+
+
+def test_a_run_against_a_dead_host_publishes_nothing(b24_emulator, resources, base, instance, monkeypatch):
+    """Before: 500 CONNECT_ERROR rows replaced the good results, and the step succeeded."""
+    source = Source(leads(40))
+    assert materialize(source.assets(), resources, instance).success
+    results_file = base / "bitrix24" / "lead_sync.parquet"
+    state = base / "bitrix24" / ".lead_sync.parquet.sync" / "state.parquet"
+    good = (results_file.read_bytes(), state.read_bytes())
+    source.frame = leads(45)  # five new rows: they must be looked up, and the lookups fail
+    failed = materialize(source.assets(), _unreachable(resources, monkeypatch), instance)
+    assert not failed.success
+    message = failed.get_step_failure_events()[0].event_specific_data.error.message
+    assert "lookups of 5 keys" in message and "nothing was sent" in message
+    assert (results_file.read_bytes(), state.read_bytes()) == good
+
+
+def test_one_shot_send_stops_after_silent_chunks_and_keeps_the_results(b24_emulator, resources, base, instance,
+                                                                     monkeypatch):  # fmt: skip
+    source = Source(leads(400))
+    assert materialize(source.assets(sync="send"), resources, instance).success
+    results_file = base / "bitrix24" / "lead_sync.parquet"
+    good = results_file.read_bytes()
+    failed = materialize(source.assets(sync="send"), _unreachable(resources, monkeypatch), instance)
+    assert not failed.success
+    error = failed.get_step_failure_events()[0].event_specific_data.error.message
+    assert "3 chunks in a row got no answer" in error and "after 150 of 400" in error
+    assert results_file.read_bytes() == good
+    assert "deadhostcode" not in error
+
+
+def test_two_executions_at_once_never_send_twice(b24_emulator, resources, base, instance):
+    """Before: two executions of one asset sent everything twice (1,000 leads for 500 rows)."""
+    import threading
+
+    b24_emulator.configure(latency=0.3)  # 7 requests: the first holds the lock for about 2 s
+    source = Source(leads(300))
+    results: list[dg.ExecuteInProcessResult] = []
+
+    def go() -> None:
+        results.append(materialize(source.assets(), resources, dg.DagsterInstance.ephemeral()))
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(r.success for r in results) == [False, True]
+    loser = next(r for r in results if not r.success)
+    assert "another execution of this asset and partition is running" in \
+        loser.get_step_failure_events()[0].event_specific_data.error.message  # fmt: skip
+    assert sorted(r["ORIGIN_ID"] for r in portal_leads(b24_emulator)) == [f"L{i:04d}" for i in range(300)]
