@@ -163,12 +163,15 @@ def _derive_common(rec: dict[str, Any]) -> None:
 
 
 def _derive_stage(rec: dict[str, Any], stages: dict[str, str], first: str) -> None:
-    sem = stages.get(rec.get("stageId") or "", "P")
+    stage = rec.get("stageId") or ""
+    if stage[:1] == "C" and ":" in stage:   # a stage of deal pipeline N is "CN:<stage>"
+        stage = stage.split(":", 1)[1]
+    sem = stages.get(stage, "P")
     rec["stageSemanticId"] = sem
     if "closed" in rec:
         rec["closed"] = "N" if sem == "P" else "Y"
     if "isNew" in rec:
-        rec["isNew"] = "Y" if rec.get("stageId") == first else "N"
+        rec["isNew"] = "Y" if stage == first else "N"
     _derive_common(rec)
 
 

@@ -145,7 +145,7 @@ def _apply(ctx: Context, entity: Entity, rec: dict[str, Any], fields: dict[str, 
            *, adding: bool) -> None:
     """Validate ``fields`` and apply them to the canonical record ``rec`` (in place)."""
     tz = ctx.settings.utc_offset
-    old_stage = rec.get("stageId")
+    old_stage, old_category = rec.get("stageId"), rec.get("categoryId")
     for name, value in fields.items():
         f = entity.resolve(str(name), item=item)
         if f is None or f.read_only or f.constant or f.kind == "fm":
@@ -158,12 +158,12 @@ def _apply(ctx: Context, entity: Entity, rec: dict[str, Any], fields: dict[str, 
         if f.type == "user" and v is not None and not f.multiple and v not in USERS:
             label = f.camel if item else f.upper
             raise _fail(item, f, f"User with ID {v} not found (field '{label}').")
-        if f.camel == "stageId" and entity.stages is not None and v not in entity.stages:
-            label = f.camel if item else f.upper
-            raise _fail(item, f, f"Stage '{v}' does not exist (field '{label}').")
-        if f.camel == "categoryId" and v not in (None, 0):
+        if f.camel == "categoryId" and v not in (None, 0) and ctx.store.reference.category(
+                entity.type_id, v) is None:
             raise _fail(item, f, f"Category with ID {v} not found.")
         rec[f.camel or f.upper or ""] = v
+    if entity.stages is not None:
+        _check_stage(ctx, entity, rec, fields, item, adding or rec.get("categoryId") != old_category)
     if "fm" in rec:
         fm = _multifields(ctx, fields, item, rec.get("fm") or [])
         if fm is not None:
@@ -187,6 +187,23 @@ def _apply(ctx: Context, entity: Entity, rec: dict[str, Any], fields: dict[str, 
     if "movedTime" in rec and (adding or rec.get("stageId") != old_stage):
         rec["movedTime"] = now
         rec["movedBy"] = ctx.user_id
+
+
+def _check_stage(ctx: Context, entity: Entity, rec: dict[str, Any], fields: dict[str, Any], item: bool,
+                 moved: bool) -> None:
+    """The stage must be one of its pipeline's (``crm.status`` ``STATUS``, ``DEAL_STAGE``,
+    ``DEAL_STAGE_N``); a new record, or one moved to another pipeline, without a stage starts
+    at the pipeline's first stage."""
+    f = entity.by_camel["stageId"]
+    pipeline = ctx.store.reference.pipeline(entity.type_id, rec.get("categoryId") or 0) or {}
+    given = any(entity.resolve(str(name), item=item) is f for name in fields)
+    if not given:
+        if moved and rec.get("stageId") not in pipeline and pipeline:
+            rec["stageId"] = next(iter(pipeline))
+        return
+    if rec.get("stageId") not in pipeline:
+        label = f.camel if item else f.upper
+        raise _fail(item, f, f"Stage '{rec.get('stageId')}' does not exist (field '{label}').")
 
 
 def _fields_param(params: dict[str, Any], item: bool) -> dict[str, Any]:

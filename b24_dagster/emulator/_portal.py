@@ -18,7 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _methods_crm, _methods_duplicates, _methods_eventlog, _methods_import, _methods_tasks  # noqa: F401  (registers)
+from . import (  # noqa: F401  (registers the methods)
+    _methods_crm,
+    _methods_duplicates,
+    _methods_eventlog,
+    _methods_import,
+    _methods_reference,
+    _methods_tasks,
+)
 from ._batch import Outcome, run_batch_v2, run_batch_v3
 from ._idempotency import IdempotencyCache, fingerprint, valid_key
 from ._jsonout import DateFormatter, dumps, time_object, time_text

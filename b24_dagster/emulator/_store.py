@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._eventlog import EventLog
+from ._reference import CrmReference
 from ._seed import seed_rows
 
 __all__ = ["Store", "Table", "TABLE_NAMES"]
@@ -86,6 +87,8 @@ class Store:
         self.tables: dict[str, Table] = {name: Table(name) for name in TABLE_NAMES}
         #: The event log (in memory only, not in ``tables``: it is no CRM or task table).
         self.eventlog = EventLog(Table("eventlog"))
+        #: Directories and pipelines (``crm.status.*``, ``crm.category.*``), in memory only.
+        self.reference = CrmReference()
         self.counters: dict[str, int] = {"fm": 1}
         self._journal: list[tuple[str, int, Any]] | None = None
         self._db: sqlite3.Connection | None = None
@@ -265,6 +268,7 @@ class Store:
         """Empty every table (and the SQLite file)."""
         self.tables = {name: Table(name) for name in TABLE_NAMES}
         self.eventlog = EventLog(Table("eventlog"))
+        self.reference = CrmReference()
         self.counters = {"fm": 1}
         self._journal = None
         if self._db is not None:
