@@ -30,7 +30,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import pytest
 from b24_dagster.client import Bitrix24Client
 from b24_dagster.emulator._faults import FaultRule, FaultSettings
 from b24_dagster.integration import BASE_ENV
+from tests.conftest import wait_for
 from tests.integration.sigkill_job import ROWS, frame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,14 +69,20 @@ def _start(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def _wait_for(proc: subprocess.Popen[bytes], condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"the job ended (rc {proc.returncode}) before {what}: "
-                                 f"{proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+    """Wait for ``condition`` while the job runs (its stderr tail if it ends first)."""
+    def ended() -> str | None:
+        if proc.poll() is None:
+            return None
+        return (f"the job ended (rc {proc.returncode}): "
+                f"{proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+    wait_for(condition, what, timeout=WAIT, abort=ended)
+
+
+def _held(emulator, logged: int) -> int:
+    """Requests the ``slow`` fault holds right now: decided (counted since the faults were
+    configured, when the log had ``logged`` entries) but not yet answered (logged)."""
+    answered = sum(1 for r in emulator.request_log[logged:] if r.fault == "slow")
+    return emulator.stats["faults"]["slow"] - answered
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -111,28 +117,27 @@ def _kill_at(emulator, env, base: Path, entity: str, chunk: int, kind: str) -> s
             _kill(proc)
             assert emulator.stats["faults"]["close_before"] == 1
             assert not _has(base, f"chunk-{chunk:06d}.part"), "the re-send's answer was read before the kill"
-            deadline = time.monotonic() + 5  # the re-send is logged once its late answer is sent
-            while len([r for r in list(emulator.request_log)[logged:] if r.method == "batch"]) < 3:
-                assert time.monotonic() < deadline, "expected in the log: lost batch, lookup, re-send"
-                time.sleep(0.01)
+            # the re-send is logged once its late answer is sent
+            wait_for(lambda: len([r for r in emulator.request_log[logged:] if r.method == "batch"]) >= 3,
+                     "the log to show the lost batch, the lookup and the re-send", timeout=5)
             return f"{kind}@{chunk}: lost, looked up, re-sent; killed after the re-send committed ({count()} {entity}s)"
         if kind == "committed":
             _wait_for(proc, lambda: count() >= (chunk + 1) * CHUNK, f"chunk {chunk} committed")
             _kill(proc)
             assert not _has(base, f"chunk-{chunk:06d}.part"), "the answer was read before the kill"
-            deadline = time.monotonic() + 5  # the log entry is written once the late answer is sent
-            while not [r for r in list(emulator.request_log)[logged:] if r.method == "batch" and r.committed]:
-                assert time.monotonic() < deadline, "the request log shows no committed batch"
-                time.sleep(0.01)
+            # the log entry is written once the late answer is sent
+            wait_for(lambda: [r for r in emulator.request_log[logged:] if r.method == "batch" and r.committed],
+                     "a committed batch in the request log", timeout=5)
             return f"{kind}@{chunk}: {count()} {entity}s on the portal, chunk {chunk} not recorded"
         if kind == "in_flight":
             _wait_for(proc, lambda: _has(base, f"inflight-{chunk:06d}"), f"chunk {chunk} sent")
-            time.sleep(0.4)
+            _wait_for(proc, lambda: _held(emulator, logged) > 0, f"the batch of chunk {chunk} held by the emulator")
             before = count()
             _kill(proc)
             assert before == chunk * CHUNK, f"chunk {chunk} was not pending ({before} {entity}s)"
-            time.sleep(1.6)  # the emulator runs the held batch after the client died
-            late = [r for r in list(emulator.request_log)[logged:] if r.fault == "slow" and r.committed]
+            # the emulator runs the held batch after the client died
+            wait_for(lambda: _held(emulator, logged) == 0, "the held batch to run after the kill", timeout=5)
+            late = [r for r in emulator.request_log[logged:] if r.fault == "slow" and r.committed]
             assert late, "no slow batch committed after the kill"
             assert count() == (chunk + 1) * CHUNK
             return f"{kind}@{chunk}: {before} {entity}s at the kill, {count()} after"
