@@ -17,7 +17,7 @@ attributes:
     - name: contact_import
       method: crm.contact.add
       csv: contacts.csv
-      key_column: external_id
+      key_column: external_id     # a sync by ORIGIN_ID: runs any number of times, sends changes
 ```
 """
 
@@ -100,6 +100,21 @@ class Bitrix24BatchWrite(dg.Model, dg.Resolvable):
     reconcile_field: str | None = None
     """The field that identifies a created record (default `ORIGIN_ID` / `originId`): a
     create whose answer was lost is looked up by it before anything is sent again."""
+    sync: Literal["upsert", "insert", "update", "send"] | None = None
+    """How rows become writes: `upsert` (the default with a key_column and a create method),
+    `insert`, `update`, or `send` (every row as a command, a one-shot load)."""
+    key_field: str | None = None
+    """The portal field that holds the key (default `ORIGIN_ID`, or `originId` on crm.item)."""
+    originator_id: str | None = None
+    """A constant ORIGINATOR_ID that creates carry and matches require."""
+    check_portal: bool = False
+    """Look every row up on the portal instead of trusting the sync state."""
+    delete_missing: bool = False
+    """Delete the records whose keys left the CSV (only those this sync made)."""
+    max_delete_share: float = 0.1
+    """Refuse to delete more than this share of the synced records in one run."""
+    max_attempts: int = 3
+    """Skip a row that failed this many times with the same fields, until it changes."""
 
 
 class _Grouped(Bitrix24Translator):
@@ -168,6 +183,13 @@ class Bitrix24Component(dg.Component, dg.Model, dg.Resolvable):
                     params=write.params,
                     failure_rate_threshold=write.failure_rate_threshold,
                     reconcile_field=write.reconcile_field,
+                    sync=write.sync,
+                    key_field=write.key_field,
+                    originator_id=write.originator_id,
+                    check_portal=write.check_portal,
+                    delete_missing=write.delete_missing,
+                    max_delete_share=write.max_delete_share,
+                    max_attempts=write.max_attempts,
                     **common,
                 )
             )

@@ -40,6 +40,21 @@ def test_component_yaml_materializes(
     refused = contacts[contacts["status"] != "ok"]
     assert list(refused["external_id"]) == ["EXPO-005"]  # a contact with no name
 
+    # The write is a sync by key: a second run creates nothing and tries only the refused row.
+    made = b24_emulator.counts()["contact"]
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert job.execute_in_process(instance=instance).success
+    again = pq.read_table(base / "contact_import.parquet").to_pandas()
+    assert b24_emulator.counts()["contact"] == made
+    assert dict(again["action"].value_counts()) == {"unchanged": 11, "create": 1}
+
+
+def test_component_sync_field_is_checked_by_name() -> None:
+    write = {"name": "w", "method": "crm.lead.add", "csv": "rows.csv", "key_column": "external_id"}
+    assert Bitrix24Component.model_validate({"writes": [{**write, "sync": "insert"}]}).writes[0].sync == "insert"
+    with pytest.raises(Exception, match=r"writes\.0\.sync"):
+        Bitrix24Component.model_validate({"writes": [{**write, "sync": "bogus"}]})
+
 
 def test_component_schema_refuses_unknown_attributes() -> None:
     with pytest.raises(Exception, match="not_an_attribute"):

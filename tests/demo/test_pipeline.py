@@ -89,3 +89,14 @@ def test_demo_command_runs_the_whole_pipeline(b24_emulator: Any, tmp_path: Path)
     client = Bitrix24Client(webhook, requests_per_second=None)
     deal = client.call("crm.deal.get", {"id": stale[0]}).result
     assert deal["COMMENTS"].startswith("Stale: no change for")
+
+    # Run again: a sync, so the portal keeps one record per key and nothing valid is re-sent.
+    counts = b24_emulator.counts()
+    again = subprocess.run(
+        [sys.executable, "-m", "b24_dagster.demo", "--home", str(home)], cwd=REPO,
+        env=clean_env(home, BITRIX24_WEBHOOK_URL=webhook), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert b24_emulator.counts()["lead"] == counts["lead"] == 190
+    assert b24_emulator.counts()["contact"] == counts["contact"]
+    assert "sync: created 0, updated 0, unchanged 190" in again.stdout
