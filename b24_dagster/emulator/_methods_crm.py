@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from . import _userfields as userfields
 from ._entities import (
     ENTITIES,
     ENTITY_BY_NAME,
@@ -76,6 +77,8 @@ def item_text(ctx: Context, entity: Entity, id_: int, row: tuple[Any, ...]) -> R
     raw = cache.get(id_)
     if raw is None:
         view = item_view(entity, materialize(entity, row), ctx.fmt)
+        if ctx.store.reference.userfields[entity.name]:
+            view.update(userfields.item_values(ctx, entity, id_))
         raw = Raw(dumps(view), view)
         if len(cache) >= _CACHE_MAX:
             cache.clear()
@@ -223,6 +226,7 @@ def _add(ctx: Context, entity: Entity, fields: dict[str, Any], item: bool,
     rec = {entity.key(f): (list(f.default) if isinstance(f.default, list) else f.default)
            for f in entity.fields}
     _apply(ctx, entity, rec, fields, item, adding=True)
+    uf_values = userfields.parse(ctx, entity, fields, item, adding=True)
     if stamp is not None:
         stamp(rec)
     id_ = ctx.store.new_id(entity.name)
@@ -232,6 +236,7 @@ def _add(ctx: Context, entity: Entity, fields: dict[str, Any], item: bool,
     entity.derive(rec)
     row = to_row(entity, rec)
     ctx.store.put(entity.name, id_, row)
+    userfields.keep(ctx, entity, id_, uf_values)
     return id_, row
 
 
@@ -241,9 +246,11 @@ def _update(ctx: Context, entity: Entity, id_: int, fields: dict[str, Any], item
         raise ApiError(400, "NOT_FOUND", "Element not found") if item else ApiError(400, "", "Not found")
     rec = materialize(entity, row)
     _apply(ctx, entity, rec, fields, item, adding=False)
+    uf_values = userfields.parse(ctx, entity, fields, item, adding=False)
     entity.derive(rec)
     new_row = to_row(entity, rec)
     ctx.store.put(entity.name, id_, new_row)
+    userfields.keep(ctx, entity, id_, uf_values)
     return new_row
 
 
@@ -377,6 +384,7 @@ def crm_item_list(ctx: Context, params: dict[str, Any]) -> Result:
         items: list[Any] = [item_text(ctx, entity, row[0], row) for row in rows]
     else:
         items = [item_view(entity, materialize(entity, row), ctx.fmt, fields) for row in rows]
+        userfields.add_selected(ctx, entity, items, [row[0] for row in rows], select, True)
     return Result({"items": items}, total=total, next=nxt)
 
 
@@ -389,6 +397,7 @@ def crm_item_fields(ctx: Context, params: dict[str, Any]) -> Result:
         d = _describe(f)
         d["upperName"] = f.upper or _upper(f.camel or "")
         out[f.camel] = d
+    out.update(userfields.describe(ctx, entity, True))
     return Result({"fields": out})
 
 
@@ -422,7 +431,9 @@ def _register_legacy(entity: Entity) -> None:
         row = ctx.store.tables[entity.name].get(_id_param(params, False))
         if row is None:
             raise ApiError(400, "", "Not found")
-        return Result(legacy_view(entity, materialize(entity, row), ctx.fmt))
+        view = legacy_view(entity, materialize(entity, row), ctx.fmt)
+        view.update(userfields.legacy_values(ctx, entity, row[0]))
+        return Result(view)
 
     @method(f"{prefix}.update", "crm", writes=True)
     def update(ctx: Context, params: dict[str, Any]) -> Result:
@@ -443,6 +454,7 @@ def _register_legacy(entity: Entity) -> None:
         multi = bool(names & {"PHONE", "EMAIL", "FM"})
         out = [legacy_view(entity, materialize(entity, row), ctx.fmt, fields, multifields=multi)
                for row in rows]
+        userfields.add_selected(ctx, entity, out, [row[0] for row in rows], select, False)
         return Result(out, total=total, next=nxt)
 
     @method(f"{prefix}.fields", "crm")
@@ -453,6 +465,7 @@ def _register_legacy(entity: Entity) -> None:
                 out[typ] = {"type": "crm_multifield", "isRequired": False, "isReadOnly": False,
                             "isImmutable": False, "isMultiple": True, "isDynamic": False,
                             "title": title}
+        out.update(userfields.describe(ctx, entity, False))
         return Result(out)
 
 

@@ -25,6 +25,7 @@ from . import (  # noqa: F401  (registers the methods)
     _methods_import,
     _methods_reference,
     _methods_tasks,
+    _methods_userfields,
 )
 from ._batch import Outcome, run_batch_v2, run_batch_v3
 from ._idempotency import IdempotencyCache, fingerprint, valid_key

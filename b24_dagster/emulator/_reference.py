@@ -1,4 +1,5 @@
-"""The portal's CRM reference data: directories (``crm.status.*``) and pipelines (``crm.category.*``).
+"""The portal's CRM reference data: directories (``crm.status.*``), pipelines (``crm.category.*``)
+and user fields (``crm.<entity>.userfield.*``, with their values).
 
 Directories are lists of statuses by ``ENTITY_ID`` (``DEAL_STAGE``, ``STATUS`` for lead
 stages, ``SOURCE``, ``DEAL_TYPE``, ...); the stages of deal pipeline N live in
@@ -69,6 +70,11 @@ class CrmReference:
             t: [{"id": 0, "name": "General", "sort": 300, "entityTypeId": t, "isDefault": "Y"}]
             for t in CATEGORY_ENTITY_TYPES}
         self.next_category_id = 1
+        #: User fields (``crm.<entity>.userfield.*``) by entity name, and their values by record id.
+        self.userfields: dict[str, list[dict[str, Any]]] = {n: [] for n in ("lead", "deal", "contact", "company")}
+        self.uf_values: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in self.userfields}
+        self.next_userfield_id = 1
+        self.next_enum_id = 1
         for entity, stages in (("STATUS", _LEAD_STAGES), ("DEAL_STAGE", _DEAL_STAGES)):
             self.add_stages(entity, "", None, stages)
         for entity, (_, values) in _PLAIN.items():
