@@ -20,6 +20,7 @@ from typing import Any
 
 from . import (  # noqa: F401  (registers the methods)
     _methods_crm,
+    _methods_deal_contacts,
     _methods_duplicates,
     _methods_eventlog,
     _methods_import,

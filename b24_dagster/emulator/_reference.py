@@ -75,6 +75,8 @@ class CrmReference:
         self.uf_values: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in self.userfields}
         self.next_userfield_id = 1
         self.next_enum_id = 1
+        #: ``SORT`` of each deal-contact binding given by ``crm.deal.contact.*`` (deal -> contact -> sort).
+        self.contact_sorts: dict[int, dict[int, int]] = {}
         for entity, stages in (("STATUS", _LEAD_STAGES), ("DEAL_STAGE", _DEAL_STAGES)):
             self.add_stages(entity, "", None, stages)
         for entity, (_, values) in _PLAIN.items():
