@@ -20,7 +20,8 @@ from typing import Any
 
 from ..errors import ConfigurationError
 
-__all__ = ["KEYS_PER_COMMAND", "KeyLookup", "find_by_keys", "id_of", "list_method_of"]
+__all__ = ["KEYS_PER_COMMAND", "VALUES_PER_FINDBYCOMM", "KeyLookup", "comm_entity_type", "find_by_comm",
+           "find_by_keys", "id_of", "list_method_of", "normalize_comm"]
 
 KEYS_PER_COMMAND = 50
 """Keys per list command: a page holds 50 records, so unique keys never need a second page."""
@@ -156,3 +157,89 @@ def _collect(out: KeyLookup, query: _Query, rows: Sequence[dict[str, Any]], key_
         if originator is not None and originator_field and str(row.get(originator_field) or "") != originator:
             continue  # the same key from another originator is another record's key
         out.records[key].append(row)
+
+
+VALUES_PER_FINDBYCOMM = 20
+"""Values per `crm.duplicate.findbycomm` command (its page's limit)."""
+_COMM_ENTITY = {"crm.lead": "LEAD", "crm.contact": "CONTACT", "crm.company": "COMPANY"}
+
+
+def comm_entity_type(method: str) -> str:
+    """`LEAD`, `CONTACT` or `COMPANY` of a legacy method of those entities."""
+    entity = _COMM_ENTITY.get(method.rpartition(".")[0])
+    if entity is None:
+        raise ConfigurationError(
+            f"matching by e-mail or phone works for leads, contacts and companies; not for {method}")
+    return entity
+
+
+def normalize_comm(comm_type: str, value: Any) -> str:
+    """The form two e-mails (lower case) or phones (digits) are compared in; "" for no value."""
+    if isinstance(value, list):  # a multi-field: [{"VALUE": ..., "VALUE_TYPE": ...}]
+        value = next((v.get("VALUE") for v in value if isinstance(v, dict) and v.get("VALUE")), None)
+    text = "" if value is None else str(value).strip()
+    if comm_type == "EMAIL":
+        return text.lower()
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def find_by_comm(client: Any, method: str, comm_type: str, values: Iterable[str]) -> KeyLookup:
+    """The records that hold each e-mail or phone, through `crm.duplicate.findbycomm`.
+
+    The method answers the ids that hold *any* of a call's values (20 a call, 50 calls a
+    request), not which value each holds; so the ids found are then listed with their
+    e-mails or phones (50 ids a list command) and assigned to the values they really hold,
+    compared as `normalize_comm` does. `records` is keyed by the normalized value.
+
+    Args:
+        client: A `Bitrix24Client`.
+        method: A method of the entity (`crm.contact.add`): leads, contacts or companies.
+        comm_type: `EMAIL` or `PHONE`.
+        values: Normalized values (see `normalize_comm`).
+    """
+    entity_type = comm_entity_type(method)
+    wanted = list(dict.fromkeys(v for v in values if v))
+    out = KeyLookup(records={v: [] for v in wanted})
+    calls = [("crm.duplicate.findbycomm", {"type": comm_type, "entity_type": entity_type,
+                                           "values": wanted[i : i + VALUES_PER_FINDBYCOMM]})
+             for i in range(0, len(wanted), VALUES_PER_FINDBYCOMM)]  # fmt: skip
+    ids: set[int] = set()
+    for answers in _batched(client, calls, out):
+        for call, result in answers:
+            if result.status != "ok":
+                out.failed.extend(call[1]["values"])
+                out.error = out.error or f"{result.error_code}: {result.error_description}"
+            elif isinstance(result.data, dict):
+                ids.update(int(i) for i in result.data.get(entity_type, []))
+    listed = sorted(ids)
+    lists = [(list_method_of(method), {"filter": {"@ID": listed[i : i + KEYS_PER_COMMAND]},
+                                       "select": ["ID", comm_type], "order": {"ID": "ASC"}})
+             for i in range(0, len(listed), KEYS_PER_COMMAND)]  # fmt: skip
+    for answers in _batched(client, lists, out):
+        for _, result in answers:
+            if result.status != "ok":  # ids unassigned: every value is unknown
+                out.failed.extend(wanted)
+                out.error = out.error or f"{result.error_code}: {result.error_description}"
+                continue
+            for row in _rows(result.data):
+                for held in {normalize_comm(comm_type, [v]) for v in row.get(comm_type) or []}:
+                    if held in out.records:
+                        out.records[held].append(row)
+    out.failed = list(dict.fromkeys(out.failed))
+    return out
+
+
+def _batched(client: Any, calls: list[tuple[str, dict[str, Any]]], out: KeyLookup) -> Iterable[list[Any]]:
+    """Each request's (call, result) pairs, 50 calls a v2 batch; a failed request fails its values."""
+    for start in range(0, len(calls), _COMMANDS_PER_REQUEST):
+        group = calls[start : start + _COMMANDS_PER_REQUEST]
+        out.commands += len(group)
+        out.requests += 1
+        try:
+            answer = client.batch(group, halt_on_error=False, api_version=2)
+        except Exception as exc:
+            for _, params in group:
+                out.failed.extend(params.get("values") or [])
+            out.error = out.error or f"{type(exc).__name__}: {exc}"
+            continue
+        yield list(zip(group, answer.commands, strict=True))

@@ -115,6 +115,8 @@ class Bitrix24BatchWrite(dg.Model, dg.Resolvable):
     """Refuse to delete more than this share of the synced records in one run."""
     max_attempts: int = 3
     """Skip a row that failed this many times with the same fields, until it changes."""
+    match_by: Literal["EMAIL", "PHONE"] | None = None
+    """Match leads, contacts or companies by e-mail or phone instead of a key field."""
 
 
 class _Grouped(Bitrix24Translator):
@@ -190,6 +192,7 @@ class Bitrix24Component(dg.Component, dg.Model, dg.Resolvable):
                     delete_missing=write.delete_missing,
                     max_delete_share=write.max_delete_share,
                     max_attempts=write.max_attempts,
+                    match_by=write.match_by,
                     **common,
                 )
             )

@@ -152,6 +152,7 @@ def build_bitrix24_batch_asset(
     max_delete_share: float = 0.1,
     max_attempts: int = 3,
     lock_wait_seconds: float = 0.0,
+    match_by: Literal["EMAIL", "PHONE"] | None = None,
     failure_rate_threshold: float = 0.05,
     max_failures_shown: int = 20,
     log_every_chunks: int | None = None,
@@ -213,6 +214,9 @@ def build_bitrix24_batch_asset(
             it changes.
         lock_wait_seconds: how long a second execution of the same asset and partition waits
             for the first before failing (two never send at once).
+        match_by: `EMAIL` or `PHONE`: match leads, contacts or companies by the row's e-mail or
+            phone (`crm.duplicate.findbycomm`) instead of a key field; `key_column` still names
+            the rows in the results and the state.
         failure_rate_threshold: the WARN check fails above this share of failed rows.
         max_failures_shown: rows of the `first_failures` metadata table.
         log_every_chunks: progress log interval (default: every chunk up to 100 chunks).
@@ -252,7 +256,7 @@ def build_bitrix24_batch_asset(
     sync_spec = sync_spec_of(method, key_column, SyncOptions(
         sync=sync, key_field=key_field, originator_id=originator_id, check_portal=check_portal,
         delete_missing=delete_missing, max_delete_share=max_delete_share, max_attempts=max_attempts,
-        lock_wait_seconds=lock_wait_seconds))  # fmt: skip
+        lock_wait_seconds=lock_wait_seconds, match_by=match_by))  # fmt: skip
     loader = source if callable(source) and not isinstance(source, dg.AssetKey) else None
     ins = {} if loader else {"rows": dg.AssetIn(key=dg.AssetKey.from_coercible(source))}  # type: ignore[arg-type]
 
@@ -328,6 +332,7 @@ def build_bitrix24_batch_op(
     max_delete_share: float = 0.1,
     max_attempts: int = 3,
     lock_wait_seconds: float = 0.0,
+    match_by: Literal["EMAIL", "PHONE"] | None = None,
     max_failures_shown: int = 20,
     log_every_chunks: int | None = None,
     resource_key: str = "bitrix24",
@@ -365,7 +370,7 @@ def build_bitrix24_batch_op(
     sync_spec = sync_spec_of(method, key_column, SyncOptions(
         sync=sync, key_field=key_field, originator_id=originator_id, check_portal=check_portal,
         delete_missing=delete_missing, max_delete_share=max_delete_share, max_attempts=max_attempts,
-        lock_wait_seconds=lock_wait_seconds))  # fmt: skip
+        lock_wait_seconds=lock_wait_seconds, match_by=match_by))  # fmt: skip
 
     @dg.op(
         name=name,

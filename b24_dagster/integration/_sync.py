@@ -9,11 +9,12 @@ must not look anything up.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 from upath import UPath
 
+from b24_dagster.client._lookup import comm_entity_type
 from b24_dagster.integration._batch_core import BatchSpec, build_commands, result_key_name
 from b24_dagster.integration._sync_plan import SyncMode, SyncSpec
 from b24_dagster.integration._sync_step import SyncRun, run_sync_step, sync_calls
@@ -35,6 +36,7 @@ class SyncOptions:
     max_delete_share: float = 0.1
     max_attempts: int = 3
     lock_wait_seconds: float = 0.0
+    match_by: Literal["EMAIL", "PHONE"] | None = None
 
 
 def sync_spec_of(method: str | None, key_column: str | None, options: SyncOptions) -> SyncSpec | None:
@@ -42,7 +44,8 @@ def sync_spec_of(method: str | None, key_column: str | None, options: SyncOption
     mode = options.sync
     creates = method is not None and method.lower().endswith(".add")
     if mode is None:  # a sync when it can be one: a key, a create, a field to match by
-        syncable = key_column is not None and creates and (options.key_field or str(method).startswith("crm."))
+        syncable = key_column is not None and creates and (
+            options.key_field or options.match_by or str(method).startswith("crm."))
         mode = "upsert" if syncable else "send"
     if mode not in _MODES:
         raise dg.DagsterInvalidDefinitionError(f"sync must be one of {', '.join(_MODES)}; got {mode!r}")
@@ -55,11 +58,16 @@ def sync_spec_of(method: str | None, key_column: str | None, options: SyncOption
     if key_column is None:
         raise dg.DagsterInvalidDefinitionError(f"sync={mode!r} needs key_column: the column that identifies a row")
     assert method is not None
-    key_field = options.key_field or _default_key_field(method)
+    if options.match_by is not None:
+        if options.match_by not in ("EMAIL", "PHONE") or options.delete_missing:
+            raise dg.DagsterInvalidDefinitionError(
+                "match_by is EMAIL or PHONE, and deletes need a key field (delete_missing with a key_field)")
+        comm_entity_type(method)  # leads, contacts, companies only
+    key_field = options.key_field or (None if options.match_by else _default_key_field(method))
     if not 0 <= options.max_delete_share <= 1 or options.max_attempts < 1:
         raise dg.DagsterInvalidDefinitionError("max_delete_share must be within 0..1 and max_attempts at least 1")
     return SyncSpec(mode=mode, create_method=method, key_field=key_field, originator=options.originator_id,
-                    check_portal=options.check_portal, delete_missing=options.delete_missing,
+                    match_by=options.match_by, check_portal=options.check_portal, delete_missing=options.delete_missing,
                     max_delete_share=options.max_delete_share, max_attempts=options.max_attempts)  # fmt: skip
 
 

@@ -11,21 +11,34 @@ record), and with `check_portal` every row. A row the state knows as applied wit
 fields hash is `unchanged` and costs nothing; with other fields it is an `update` of the
 known id, sending only the fields that changed.
 
+Leads, contacts and companies without a key field can be matched by e-mail or phone
+(`match_by`): `crm.duplicate.findbycomm` finds the records holding the rows' values (20 a
+command), and only a record that holds the row's very value (compared in lower case, or as
+digits) matches.
+
 Actions: `create`, `update`, `unchanged`, `delete` (opt-in: keys of the state that left the
-source), `ambiguous`, `missing` (mode `update`, no record), `skipped` (failed `max_attempts`
-times with these very fields).
+source), `ambiguous` (several records match, or several source rows share a match value),
+`missing` (mode `update`, no record), `invalid` (no value to match by), `skipped` (failed
+`max_attempts` times with these very fields).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
 
-from b24_dagster.client._lookup import find_by_keys, id_of, list_method_of
+from b24_dagster.client._lookup import (
+    find_by_comm,
+    find_by_keys,
+    id_of,
+    list_method_of,
+    normalize_comm,
+)
 from b24_dagster.integration._sync_state import KeyState, SyncState, fields_hash
 
 __all__ = ["PLAN_SCHEMA", "SyncMode", "SyncPlan", "SyncSpec", "make_plan"]
@@ -43,7 +56,8 @@ PLAN_SCHEMA = pa.schema([
 """One row per source row (in source order), then one per record to delete."""
 
 _ORIGINATOR_FIELDS = {"ORIGIN_ID": "ORIGINATOR_ID", "originId": "originatorId"}
-_NOT_SENT = {"ambiguous": "SYNC_AMBIGUOUS", "missing": "SYNC_NOT_FOUND", "skipped": "SYNC_MAX_ATTEMPTS"}
+_NOT_SENT = {"ambiguous": "SYNC_AMBIGUOUS", "missing": "SYNC_NOT_FOUND", "skipped": "SYNC_MAX_ATTEMPTS",
+             "invalid": "SYNC_INVALID"}
 
 
 @dataclass(frozen=True)
@@ -52,8 +66,9 @@ class SyncSpec:
 
     mode: SyncMode
     create_method: str
-    key_field: str
+    key_field: str | None
     originator: str | None = None
+    match_by: Literal["EMAIL", "PHONE"] | None = None
     check_portal: bool = False
     delete_missing: bool = False
     max_delete_share: float = 0.1
@@ -67,7 +82,12 @@ class SyncSpec:
     @property
     def originator_field(self) -> str | None:
         """`ORIGINATOR_ID` / `originatorId` beside an origin key; None for other keys."""
-        return _ORIGINATOR_FIELDS.get(self.key_field)
+        return _ORIGINATOR_FIELDS.get(self.key_field or "")
+
+    @property
+    def matched_on(self) -> str:
+        """What rows are matched by, for messages: the key field, or EMAIL / PHONE."""
+        return self.match_by or str(self.key_field)
 
 
 @dataclass
@@ -114,12 +134,20 @@ def make_plan(spec: SyncSpec, client: Any, calls: Sequence[tuple[str, dict[str, 
                     reasons=[None] * n, hashes=[None] * n, sent_fields=[None] * n)  # fmt: skip
     fields_of = [params.get("fields") or {} for _, params in calls]
     hashes = [fields_hash(f) for f in fields_of]
-    lookup = [i for i, k in enumerate(keys) if spec.check_portal or not _known(state.keys.get(k))]
-    found = _look_up(spec, client, [keys[i] for i in lookup], extra_params, plan)
+    match = [normalize_comm(spec.match_by, f.get(spec.match_by)) for f in fields_of] if spec.match_by else list(keys)
+    shared = Counter(match)
+    lookup = [i for i, k in enumerate(keys) if match[i] and (spec.check_portal or not _known(state.keys.get(k)))]
+    found = _look_up(spec, client, [match[i] for i in lookup], extra_params, plan)
+    looked = set(lookup)
     for i, key in enumerate(keys):
-        known = state.keys.get(key)
-        records = found.get(key) if key in found else None
-        _decide(spec, plan, i, known, records, fields_of[i], hashes[i], calls[i])
+        if not match[i]:
+            plan.actions[i], plan.reasons[i] = "invalid", f"no {spec.match_by} to match the row by"
+        elif shared[match[i]] > 1:
+            plan.actions[i] = "ambiguous"
+            plan.reasons[i] = f"{shared[match[i]]} source rows share {spec.matched_on} {match[i]!r}"
+        else:
+            records = found.get(match[i]) if i in looked else None
+            _decide(spec, plan, i, state.keys.get(key), records, fields_of[i], hashes[i], calls[i])
     if spec.delete_missing:
         _plan_deletes(spec, client, plan, state, set(keys), extra_params)
     return plan
@@ -132,13 +160,16 @@ def _known(known: KeyState | None) -> bool:
 def _look_up(spec: SyncSpec, client: Any, keys: list[str], extra: dict[str, Any], plan: SyncPlan) -> dict[str, list[Any]]:
     if not keys:
         return {}
-    found = find_by_keys(client, list_method_of(spec.create_method), keys, key_field=spec.key_field,
-                         originator_field=spec.originator_field, originator=spec.originator,
-                         params=extra)  # fmt: skip
+    if spec.match_by:
+        found = find_by_comm(client, spec.create_method, spec.match_by, keys)
+    else:
+        found = find_by_keys(client, list_method_of(spec.create_method), keys, key_field=str(spec.key_field),
+                             originator_field=spec.originator_field, originator=spec.originator,
+                             params=extra)  # fmt: skip
     plan.lookups += found.commands
     plan.lookup_requests += found.requests
     if found.failed:
-        raise LookupFailed(f"the lookups of {len(found.failed)} keys on {spec.key_field} failed "
+        raise LookupFailed(f"the lookups of {len(found.failed)} keys on {spec.matched_on} failed "
                            f"(e.g. {found.failed[0]!r}: {found.error}); nothing was sent")
     return {k: [id_of(r) for r in v] for k, v in found.records.items()}
 
@@ -156,7 +187,7 @@ def _decide(spec: SyncSpec, plan: SyncPlan, i: int, known: KeyState | None, reco
         ids = records
     if len(ids) > 1:
         plan.actions[i] = "ambiguous"
-        plan.reasons[i] = f"{len(ids)} records carry {spec.key_field}={plan.keys[i]!r}: ids {', '.join(map(str, ids[:5]))}"
+        plan.reasons[i] = f"{len(ids)} records match on {spec.matched_on}: ids {', '.join(map(str, ids[:5]))}"
         return
     portal_id = ids[0] if ids else None
     plan.portal_ids[i] = portal_id
@@ -167,7 +198,7 @@ def _decide(spec: SyncSpec, plan: SyncPlan, i: int, known: KeyState | None, reco
     if portal_id is None:
         if spec.mode == "update":
             plan.actions[i] = "missing"
-            plan.reasons[i] = f"no record carries {spec.key_field}={plan.keys[i]!r}"
+            plan.reasons[i] = f"no record matches on {spec.matched_on}"
             return
         _send(plan, i, "create", call, hashed, fields, list(fields))
         return

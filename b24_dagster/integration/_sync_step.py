@@ -182,7 +182,7 @@ def send(run: SyncRun, lock: StepLock) -> None:
     run.journal = journal
     chunk_rows = 50
     run_ = run.client.batch_by_chunk(plan_.commands, halt_on_error=run.halt_on_error, request_id=run.request_id,
-                                     reconcile=True, reconcile_field=run.sync.key_field,
+                                     reconcile=run.sync.key_field is not None, reconcile_field=run.sync.key_field,
                                      reconcile_delay_seconds=run.reconcile_delay_seconds)  # fmt: skip
     number = 0
     journal.sending(0)
@@ -310,8 +310,8 @@ def _plan_metadata(run: SyncRun) -> dict[str, Any]:
     plan_ = run.plan
     assert plan_ is not None
     counts = plan_.counts()
-    out: dict[str, Any] = {"sync_mode": run.sync.mode, "key_field": run.sync.key_field}
-    for action in ("create", "update", "unchanged", "delete", "ambiguous", "missing", "skipped"):
+    out: dict[str, Any] = {"sync_mode": run.sync.mode, "matched_on": run.sync.matched_on}
+    for action in ("create", "update", "unchanged", "delete", "ambiguous", "missing", "invalid", "skipped"):
         out[f"rows_{action}"] = counts.get(action, 0)
     out.update({"rows_retried": run.retried, "lookups": plan_.lookups, "lookup_requests": plan_.lookup_requests,
                 "writes_planned": len(plan_.commands)})  # fmt: skip
@@ -336,7 +336,8 @@ def sync_calls(calls: Sequence[Any], keys: Sequence[str], sync: SyncSpec) -> lis
     out = []
     for (method, params), key in zip(calls, keys, strict=True):
         fields = dict(params.get("fields") or {})
-        fields.setdefault(sync.key_field, key)
+        if sync.key_field:
+            fields.setdefault(sync.key_field, key)
         if sync.originator and sync.originator_field:
             fields.setdefault(sync.originator_field, sync.originator)
         out.append((method, {**params, "fields": fields}))

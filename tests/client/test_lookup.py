@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from b24_dagster.client import Bitrix24Client
-from b24_dagster.client._lookup import find_by_keys
+from b24_dagster.client._lookup import find_by_comm, find_by_keys, normalize_comm
 from b24_dagster.client._reconcile import ReconcileCounts, reconcile_creates
 from b24_dagster.emulator import FaultRule, FaultSettings, PortalEmulator
 from b24_dagster.errors import ConfigurationError
@@ -81,3 +81,26 @@ def test_a_key_two_records_carry_is_not_settled(b24_emulator: PortalEmulator) ->
                                 counts=counts)  # fmt: skip
     assert out == [None] and (counts.found, counts.resent, counts.left) == (0, 0, 1)
     assert b24_emulator.counts()["lead"] == 2  # nothing sent
+
+
+def test_find_by_comm_assigns_each_record_to_the_value_it_holds(b24_emulator: PortalEmulator) -> None:
+    """`crm.duplicate.findbycomm` answers the ids holding *any* of a call's 20 values
+    (api-reference/crm/duplicates/crm-duplicate-find-by-comm.md); the ids are then listed with
+    their e-mails and assigned to the value each really holds."""
+    with _client(b24_emulator) as client:
+        for i in range(45):
+            client.call("crm.contact.add", {"fields": {"NAME": f"C{i}", "EMAIL": [
+                {"VALUE": f"Person{i}@Example.com", "VALUE_TYPE": "WORK"}]}})  # fmt: skip
+        client.call("crm.contact.add", {"fields": {"NAME": "twin", "EMAIL": [{"VALUE": "person3@example.com"}]}})
+        wanted = [normalize_comm("EMAIL", f"person{i}@example.com") for i in range(50)]
+        found = find_by_comm(client, "crm.contact.add", "EMAIL", wanted)
+    assert found.commands == 3 + 1  # 50 values: 3 findbycomm commands; 46 ids: 1 list command
+    assert found.ids("person0@example.com") == [1] and found.ids("person44@example.com") == [45]
+    assert found.ids("person3@example.com") == [4, 46]
+    assert found.ids("person47@example.com") == [] and not found.failed
+
+
+def test_normalize_comm() -> None:
+    assert normalize_comm("EMAIL", [{"VALUE": " A@B.c ", "VALUE_TYPE": "WORK"}]) == "a@b.c"
+    assert normalize_comm("PHONE", "+1 (555) 010-20") == "155501020"
+    assert normalize_comm("PHONE", None) == ""

@@ -218,24 +218,40 @@ def test_one_shot_send_stops_after_silent_chunks_and_keeps_the_results(b24_emula
     assert "deadhostcode" not in error
 
 
-def test_two_executions_at_once_never_send_twice(b24_emulator, resources, base, instance):
-    """Before: two executions of one asset sent everything twice (1,000 leads for 500 rows)."""
-    import threading
+def test_contacts_matched_by_email(b24_emulator, resources, base, instance):
+    """No key field on the portal: rows are matched by e-mail through crm.duplicate.findbycomm."""
+    with client(b24_emulator) as b24:
+        b24.call("crm.contact.add", {"fields": {"NAME": "Known", "EMAIL": [{"VALUE": "ANN@example.com"}]}})
+        for _ in range(2):
+            b24.call("crm.contact.add", {"fields": {"NAME": "Twin", "EMAIL": [{"VALUE": "bob@example.com"}]}})
+    frame = pd.DataFrame({"row_id": ["r1", "r2", "r3", "r4"], "NAME": ["Ann", "Bob", "Cid", "Dee"],
+                          "EMAIL": ["ann@example.com", "bob@example.com", "cid@example.com", None]})  # fmt: skip
 
-    b24_emulator.configure(latency=0.3)  # 7 requests: the first holds the lock for about 2 s
-    source = Source(leads(300))
-    results: list[dg.ExecuteInProcessResult] = []
+    @dg.asset(name="people")
+    def people() -> pd.DataFrame:
+        return frame
 
-    def go() -> None:
-        results.append(materialize(source.assets(), resources, dg.DagsterInstance.ephemeral()))
+    asset = build_bitrix24_batch_asset(name="contact_sync", method="crm.contact.add", source="people",
+                                       fields=["NAME", "EMAIL"], key_column="row_id", match_by="EMAIL")  # fmt: skip
+    result = dg.materialize([people, asset], resources=resources, instance=instance, raise_on_error=False)
+    assert result.success
+    table = pq.read_table(base / "bitrix24" / "contact_sync.parquet")
+    assert table["action"].to_pylist() == ["update", "ambiguous", "create", "invalid"]
+    assert table["portal_id"].to_pylist()[:3] == [1, None, 4]
+    assert b24_emulator.counts()["contact"] == 4
+    again = dg.materialize([people, asset], resources=resources, instance=instance, raise_on_error=False)
+    assert pq.read_table(base / "bitrix24" / "contact_sync.parquet")["action"].to_pylist() == \
+        ["unchanged", "ambiguous", "unchanged", "invalid"] and again.success  # fmt: skip
 
-    threads = [threading.Thread(target=go) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert sorted(r.success for r in results) == [False, True]
-    loser = next(r for r in results if not r.success)
-    assert "another execution of this asset and partition is running" in \
-        loser.get_step_failure_events()[0].event_specific_data.error.message  # fmt: skip
-    assert sorted(r["ORIGIN_ID"] for r in portal_leads(b24_emulator)) == [f"L{i:04d}" for i in range(300)]
+
+def test_check_portal_finds_a_record_a_person_deleted(b24_emulator, resources, base, instance):
+    source = Source(leads(60))
+    materialize(source.assets(), resources, instance)
+    with client(b24_emulator) as b24:
+        b24.call("crm.lead.delete", {"id": 5})
+    trusted = metadata(materialize(source.assets(), resources, instance))
+    assert (trusted["rows_unchanged"], trusted["lookups"]) == (60, 0)  # the state is trusted
+    checked = metadata(materialize(source.assets(check_portal=True), resources, instance))
+    assert (checked["rows_create"], checked["rows_unchanged"]) == (1, 59)
+    assert (checked["lookups"], checked["lookup_requests"]) == (2, 1)  # 60 keys: 2 commands, 1 request
+    assert sorted(r["ORIGIN_ID"] for r in portal_leads(b24_emulator)) == [f"L{i:04d}" for i in range(60)]

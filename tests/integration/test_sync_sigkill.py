@@ -92,3 +92,26 @@ def test_sync_killed_three_times_then_every_key_once(b24_emulator, tmp_path):
     assert table["external_id"].to_pylist() == list(frame(ROWS)["external_id"])
     assert not _journals(base)  # settled into the state, then removed
     print("\nsync: " + "; ".join(evidence) + f"; final actions {Counter(table['action'].to_pylist())}")
+
+
+def test_two_executions_at_once_never_send_twice(b24_emulator, tmp_path):
+    """Before: two executions of one asset at once sent everything twice (1,000 leads for 500
+    rows). Two processes (own Dagster homes, one base) start together: one runs, the other
+    fails at once naming the first, and every key is on the portal once."""
+    base = tmp_path / "data"
+    b24_emulator.configure(latency=0.3)  # 17 requests: the first holds the lock for about 5 s
+    procs = []
+    for n in range(2):
+        home = tmp_path / f"home{n}"
+        home.mkdir()
+        env = dict(os.environ, DAGSTER_HOME=str(home), BITRIX24_WEBHOOK_URL=b24_emulator.webhook_url,
+                   PYTHONPATH=str(ROOT), SIGKILL_JOB_API="2", SIGKILL_SYNC="upsert", **{BASE_ENV: str(base)})  # fmt: skip
+        procs.append(_start(env))
+    outcomes = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        outcomes.append((proc.returncode, err.decode()))
+    assert sorted(rc for rc, _ in outcomes) == [0, 1]
+    loser = next(err for rc, err in outcomes if rc == 1)
+    assert "another execution of this asset and partition is running" in loser
+    assert _keys_on_portal(b24_emulator, 2) == Counter({key: 1 for key in frame(ROWS)["external_id"]})
