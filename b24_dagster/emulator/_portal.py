@@ -24,6 +24,7 @@ from . import (  # noqa: F401  (registers the methods)
     _methods_duplicates,
     _methods_eventlog,
     _methods_import,
+    _methods_productrows,
     _methods_reference,
     _methods_tasks,
     _methods_userfields,

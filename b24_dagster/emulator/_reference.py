@@ -77,6 +77,9 @@ class CrmReference:
         self.next_enum_id = 1
         #: ``SORT`` of each deal-contact binding given by ``crm.deal.contact.*`` (deal -> contact -> sort).
         self.contact_sorts: dict[int, dict[int, int]] = {}
+        #: Product rows by (entity name, owner id) (``crm.deal.productrows.*``, ``crm.lead...``).
+        self.product_rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.next_product_row_id = 1
         for entity, stages in (("STATUS", _LEAD_STAGES), ("DEAL_STAGE", _DEAL_STAGES)):
             self.add_stages(entity, "", None, stages)
         for entity, (_, values) in _PLAIN.items():
