@@ -10,6 +10,7 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow as pa
 
+from b24_dagster.frames._compat import snapshot
 from b24_dagster.frames._results import attach_keys
 from b24_dagster.frames._rows import (
     assemble,
@@ -196,8 +197,8 @@ def commands_from_frame(
                                              f"the same name")
     lazy = block_rows is not None and len(df) > block_rows
     builder = _Builder(
-        # Copy-on-write: a later edit of the caller's frame does not reach the lazy commands.
-        df=df.copy(deep=False) if lazy else df, method=method, fields=fields if callable(fields) else None,
+        # A later edit of the caller's frame does not reach the lazy commands.
+        df=snapshot(df) if lazy else df, method=method, fields=fields if callable(fields) else None,
         infos=_column_infos(df, mapping, types), types=types, fields_param=fields_param,
         id_column=id_column, id_param=id_param, const=const, default_fields=default_fields,
         nulls=nulls, tz=tz, no_fields=action == "delete" and fields is None)

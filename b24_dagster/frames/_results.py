@@ -6,6 +6,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from b24_dagster.frames._compat import string_dtype
 from b24_dagster.frames._values import key_strings
 
 __all__ = ["FAILED_STATUSES", "STATUSES", "attach_keys", "failed_rows", "results_to_frame"]
@@ -107,5 +108,5 @@ def failed_rows(table: pa.Table, source: pd.DataFrame, key_column: str, *,
         matched = by_key.reindex(keys[mask].to_numpy())
         for column, name in _OUTCOME_COLUMNS.items():
             if column in matched.columns:
-                rows[name] = pd.array(matched[column].to_numpy(), dtype="str")
+                rows[name] = pd.array(matched[column].to_numpy(), dtype=string_dtype())
     return rows
