@@ -27,6 +27,7 @@ from . import (  # noqa: F401  (registers the methods)
     _methods_productrows,
     _methods_reference,
     _methods_tasks,
+    _methods_types,
     _methods_userfields,
 )
 from ._batch import Outcome, run_batch_v2, run_batch_v3
