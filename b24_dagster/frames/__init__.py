@@ -19,7 +19,13 @@ block at a time, when memory matters more than a second conversion pass.
 from __future__ import annotations
 
 from b24_dagster.frames._commands import CommandSet, commands_from_frame
-from b24_dagster.frames._results import FAILED_STATUSES, STATUSES, failed_rows, results_to_frame
+from b24_dagster.frames._results import (
+    FAILED_STATUSES,
+    STATUSES,
+    failed_rows,
+    results_to_frame,
+    table_to_frame,
+)
 from b24_dagster.frames._values import MULTIFIELD_NAMES, CommandValidationError
 
 __all__ = [
@@ -31,4 +37,5 @@ __all__ = [
     "commands_from_frame",
     "failed_rows",
     "results_to_frame",
+    "table_to_frame",
 ]

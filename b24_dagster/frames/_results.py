@@ -9,7 +9,8 @@ import pyarrow.compute as pc
 from b24_dagster.frames._compat import string_dtype
 from b24_dagster.frames._values import key_strings
 
-__all__ = ["FAILED_STATUSES", "STATUSES", "attach_keys", "failed_rows", "results_to_frame"]
+__all__ = ["FAILED_STATUSES", "STATUSES", "attach_keys", "failed_rows", "results_to_frame",
+           "table_to_frame"]
 
 #: Every command status of the results contract, in order.
 STATUSES = ("ok", "error", "not_run", "unknown")
@@ -39,9 +40,41 @@ def attach_keys(table: pa.Table, keys: pa.Array | None, key_name: str | None) ->
 
 
 def _types_mapper(table: pa.Table) -> dict[pa.DataType, object]:
-    # Integer columns with nulls (total, next) become nullable Int64 instead of float64.
-    return {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()} if any(
-        pa.types.is_integer(c.type) and c.null_count for c in table.columns) else {}
+    # Text is pandas 3's str dtype on 2.2 as well; integer columns with nulls (total, next)
+    # become nullable Int64 instead of float64, booleans with nulls nullable boolean.
+    mapper: dict[pa.DataType, object] = {pa.string(): string_dtype(),
+                                         pa.large_string(): string_dtype()}
+    if any(pa.types.is_integer(c.type) and c.null_count for c in table.columns):
+        mapper.update({pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()})
+    if any(pa.types.is_boolean(c.type) and c.null_count for c in table.columns):
+        mapper[pa.bool_()] = pd.BooleanDtype()
+    return mapper
+
+
+def table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """Any Arrow table (an export, say) as a DataFrame, alike on pandas 2.2 and 3.x.
+
+    Text uses the ``str`` dtype; integer and boolean columns stay numpy ``int64``/``bool``
+    unless they have nulls, then nullable ``Int64``/``boolean`` (never float64 or object);
+    timestamps keep their time zone.
+
+    Args:
+        table: The table (e.g. a Parquet file read with pyarrow).
+
+    Returns:
+        One row per table row, with a default index.
+    """
+    mapper = _types_mapper(table)
+    df = table.to_pandas(types_mapper=mapper.get)
+    for column in table.column_names:
+        kind = table.schema.field(column).type
+        if column not in df or table.column(column).null_count:
+            continue
+        if pa.types.is_integer(kind):
+            df[column] = df[column].astype(kind.to_pandas_dtype())
+        elif pa.types.is_boolean(kind):
+            df[column] = df[column].astype(bool)
+    return df
 
 
 def results_to_frame(table: pa.Table) -> pd.DataFrame:
@@ -59,12 +92,7 @@ def results_to_frame(table: pa.Table) -> pd.DataFrame:
     Returns:
         One row per command, in the table's order, with a default index.
     """
-    mapper = _types_mapper(table)
-    df = table.to_pandas(types_mapper=mapper.get)
-    for column in table.column_names:
-        kind = table.schema.field(column).type
-        if pa.types.is_integer(kind) and table.column(column).null_count == 0 and column in df:
-            df[column] = df[column].astype(kind.to_pandas_dtype())
+    df = table_to_frame(table)
     if "status" in df.columns:
         df["status"] = pd.Categorical(df["status"], categories=list(STATUSES))
     return df

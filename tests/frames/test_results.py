@@ -135,7 +135,29 @@ def test_public_names() -> None:
 
     assert sorted(frames.__all__) == [
         "CommandSet", "CommandValidationError", "FAILED_STATUSES", "MULTIFIELD_NAMES",
-        "STATUSES", "commands_from_frame", "failed_rows", "results_to_frame"]
+        "STATUSES", "commands_from_frame", "failed_rows", "results_to_frame", "table_to_frame"]
     from b24_dagster.errors import CommandValidationError
 
     assert frames.CommandValidationError is CommandValidationError
+
+
+def test_table_to_frame_gives_the_same_dtypes_on_pandas_2_and_3() -> None:
+    import datetime as dt
+
+    from b24_dagster.frames import table_to_frame
+
+    table = pa.table({
+        "ID": pa.array([1, 2, 3], pa.int64()),
+        "COMPANY_ID": pa.array([7, None, 9], pa.int64()),
+        "TITLE": pa.array(["a", None, "c"], pa.string()),
+        "OPENED": pa.array([True, False, True]),
+        "CLOSED": pa.array([True, None, False]),
+        "DATE_MODIFY": pa.array([dt.datetime(2024, 1, 1, tzinfo=dt.UTC)] * 3, pa.timestamp("us", "UTC")),
+    })  # fmt: skip
+    df = table_to_frame(table)
+    assert str(df["ID"].dtype) == "int64" and str(df["COMPANY_ID"].dtype) == "Int64"
+    assert isinstance(df["TITLE"].dtype, pd.StringDtype) and df["TITLE"].dtype.na_value is np.nan
+    assert pd.isna(df["TITLE"].iloc[1]) and df["TITLE"].iloc[2] == "c"
+    assert str(df["OPENED"].dtype) == "bool" and str(df["CLOSED"].dtype) == "boolean"
+    assert str(df["DATE_MODIFY"].dtype).startswith("datetime64[") and "UTC" in str(df["DATE_MODIFY"].dtype)
+    assert df["COMPANY_ID"].tolist()[0] == 7 and df["COMPANY_ID"].isna().tolist() == [False, True, False]
