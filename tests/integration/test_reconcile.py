@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import b24_dagster.integration._batch_core as batch_core
+import b24_dagster.integration._send_step as send_step
 from b24_dagster.client import Bitrix24Client
 from b24_dagster.emulator._faults import FaultRule, FaultSettings
 from b24_dagster.integration import (
@@ -208,7 +208,7 @@ def test_v3_chunk_older_than_the_replay_window_is_not_resent(b24_emulator, resou
     with monkeypatch.context() as patch:
         _crash_at(patch, 1)
         assert not _run_tasks(_task_assets(120), resources, instance).success
-    monkeypatch.setattr(batch_core, "REPLAY_WINDOW_SECONDS", 0.0)  # the portal forgot the key
+    monkeypatch.setattr(send_step, "REPLAY_WINDOW_SECONDS", 0.0)  # the portal forgot the key
     result = _run_tasks(_task_assets(120), resources, instance)
     table = pq.read_table(base / "bitrix24" / "task_import.parquet")
     assert table["status"].to_pylist() == ["ok"] * 50 + ["unknown"] * 50 + ["ok"] * 20
