@@ -51,6 +51,14 @@ def export(spec: dict[str, Any]) -> dict[str, Any]:
             "repeated": checker.repeated}
 
 
+def resend(spec: dict[str, Any]) -> dict[str, Any]:
+    """Scenario 6 as a client without a sync does it: the same rows sent again (run 2)."""
+    first, second = writes(spec), writes(spec)
+    n = int(spec["n"])
+    return {"wall_s": first["wall_s"] + second["wall_s"], "r1_wall_s": first["wall_s"],
+            "r2_wall_s": second["wall_s"], "r1_writes": n, "r2_writes": n}
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Dispatch on ``spec["task"]``."""
-    return {"writes": writes, "export": export}[spec["task"]](spec)
+    return {"writes": writes, "export": export, "sync": resend}[spec["task"]](spec)

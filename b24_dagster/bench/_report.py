@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ._runner import RunRecord
-from ._scenarios import OURS, OURS_DAGSTER, Scenario, bucket_minimum
+from ._scenarios import OURS, OURS_DAGSTER, SYNC_CHECKED, SYNC_TRUSTED, Scenario, bucket_minimum
 
 __all__ = ["COLUMNS", "aggregate", "markdown", "ratios", "targets"]
 
@@ -32,6 +32,13 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                  ("cpu_s", "CPU s", "{:.2f}"),
                  ("maxrss_mb", "peak MB", "{:.0f}"), ("rows", "result rows", "{:.0f}"),
                  ("created", "created", "{:.0f}")],
+    "sync": [("r1_requests", "run 1 requests", "{:.0f}"), ("r2_requests", "run 2 requests", "{:.0f}"),
+             ("r3_requests", "run 3 requests", "{:.0f}"), ("r2_over_r1_requests", "run 2 ÷ run 1", "{:.2%}"),
+             ("r1_writes", "run 1 writes", "{:.0f}"), ("r2_writes", "run 2 writes", "{:.0f}"),
+             ("r3_writes", "run 3 writes", "{:.0f}"), ("r1_wall_s", "run 1 s", "{:.1f}"),
+             ("r2_wall_s", "run 2 s", "{:.1f}"), ("r3_wall_s", "run 3 s", "{:.1f}"),
+             ("requests", "requests (portal)", "{:.0f}"), ("created", "created", "{:.0f}"),
+             ("duplicated", "duplicated", "{:.0f}")],
 }
 
 
@@ -164,6 +171,11 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
     dup, lost = med("5", OURS, "duplicated"), med("5", OURS, "lost")
     if dup is not None and lost is not None:
         out.append(f"S5 zero duplicated, zero lost: {dup:.0f} duplicated, {lost:.0f} lost")
+    for client in (SYNC_TRUSTED, SYNC_CHECKED):
+        share, writes3 = med("6", client, "r2_over_r1_requests"), med("6", client, "r3_writes")
+        if share is not None and writes3 is not None:
+            out.append(f"S6 ({client}) run 2 ≤ 3% of run 1's requests, run 3 no write: {share:.2%}, "
+                       f"{writes3:.0f} writes")
     for key in ("1", "2", "3", "3-small", "5"):
         errors = results.get(key, {}).get(OURS, {}).get("_errors")
         if errors:

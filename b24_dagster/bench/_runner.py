@@ -33,7 +33,7 @@ class RunRecord:
 
 def _timeout(s: Scenario) -> float:
     """A generous bound on one run (a client that hangs must not hang the benchmark)."""
-    seconds = 120.0 + s.n * 0.002 + s.seed_deals * 0.00012
+    seconds = 120.0 + s.n * (0.006 if s.task == "sync" else 0.002) + s.seed_deals * 0.00012
     if s.rate > 0:
         seconds += 4 * bucket_minimum(s.requests_minimum, s.rate, s.burst)
     return seconds
@@ -48,7 +48,7 @@ def _portal_metrics(portal: BenchPortal, s: Scenario, tag: str) -> dict[str, Any
     if snap.faults:
         out["faults_injected"] = sum(snap.faults.values())
         out["faults"] = snap.faults
-    if s.task in ("writes", "pipeline"):
+    if s.task in ("writes", "pipeline", "sync"):
         titles = portal.title_counts(f"{tag}-")
         out["created"] = sum(titles.values())
         out["duplicated"] = sum(c - 1 for c in titles.values() if c > 1)

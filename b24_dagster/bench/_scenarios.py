@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["OURS", "PEERS", "Scenario", "Sizes", "build_scenarios", "bucket_minimum"]
+__all__ = ["OURS", "PEERS", "SYNC_CHECKED", "SYNC_TRUSTED", "Scenario", "Sizes", "build_scenarios",
+           "bucket_minimum"]
 
 OURS = "b24-dagster"
 OURS_DAGSTER = "b24-dagster+dagster"
 PEERS = ("fast_bitrix24", "b24pysdk")
+SYNC_TRUSTED = "b24-dagster sync"
+SYNC_CHECKED = "b24-dagster sync (checked)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,7 @@ class Sizes:
     export_small: int = 10_000
     pipeline: int = 10_000
     faults: int = 10_000
+    sync: int = 100_000
     rate: float = 10.0
     burst: int = 20
     fault_rate: float = 0.05
@@ -30,7 +34,7 @@ class Sizes:
     def quick(cls) -> Sizes:
         """Sizes for a smoke run of a few seconds per client."""
         return cls(writes=1_500, cost=1_000, export=6_000, export_small=600, pipeline=300,
-                   faults=1_500, rate=50.0, burst=10)
+                   faults=1_500, sync=1_000, rate=50.0, burst=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +44,7 @@ class Scenario:
     key: str
     number: int
     title: str
-    task: str                      # "writes" | "export" | "pipeline"
+    task: str                      # "writes" | "export" | "pipeline" | "sync"
     clients: tuple[str, ...]
     n: int = 0                     # commands (writes, pipeline)
     rate: float = 0.0              # the portal's (and the clients') plan; 0 = no limit
@@ -68,7 +72,7 @@ def bucket_minimum(requests: int, rate: float, burst: int) -> float:
 def build_scenarios(sizes: Sizes, selected: set[int], *, full: bool = False,
                     export_repeat: int | None = None,
                     extra_peers: tuple[str, ...] = ()) -> list[Scenario]:
-    """The scenarios chosen by number (1-5), in order.
+    """The scenarios chosen by number (1-6), in order.
 
     ``full`` adds scenario 1 at the real standard plan; ``export_repeat`` caps the runs of
     the large export (each of its runs already streams hundreds of requests); ``extra_peers``
@@ -101,5 +105,10 @@ def build_scenarios(sizes: Sizes, selected: set[int], *, full: bool = False,
                  f"{sizes.burst}, {sizes.fault_rate:.0%} faults: 503s and connections closed "
                  "after commit)", "writes", everyone, n=sizes.faults, rate=sizes.rate,
                  burst=sizes.burst, fault_rate=sizes.fault_rate),
+        Scenario("6", 6, f"Sync ({sizes.sync:,} keyed crm.item.add rows synced three times: all new, "
+                 "1% changed, none changed; no limit)", "sync", (SYNC_TRUSTED, SYNC_CHECKED, "fast_bitrix24"),
+                 n=sizes.sync,
+                 note="fast_bitrix24 has no sync: its second run sends every row again (r2), and the "
+                      "portal then holds every row twice (duplicated)."),
     ]
     return [s for s in out if s.number in selected]

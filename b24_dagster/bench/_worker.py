@@ -29,6 +29,8 @@ ADAPTERS = {
     "b24-dagster+dagster": "b24_dagster.bench._client_dagster",
     "fast_bitrix24": "b24_dagster.bench._client_fast",
     "b24pysdk": "b24_dagster.bench._client_b24pysdk",
+    "b24-dagster sync": "b24_dagster.bench._client_sync",
+    "b24-dagster sync (checked)": "b24_dagster.bench._client_sync",
 }
 
 

@@ -39,7 +39,7 @@ def test_quick_bench_writes_table_chart_and_json(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "b24_dagster.bench", "--quick", "--repeat", "1", "--out", str(out),
          "--writes", "300", "--faults", "300", "--cost", "200", "--export", "3000",
-         "--export-small", "300", "--pipeline", "100", "--no-jssdk"],
+         "--export-small", "300", "--pipeline", "100", "--sync", "300", "--no-jssdk"],
         capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
@@ -47,6 +47,7 @@ def test_quick_bench_writes_table_chart_and_json(tmp_path: Path) -> None:
     for section in ("1", "2", "3", "3-small", "5"):
         assert _table_rows(markdown, section) == list(CLIENTS), section
     assert _table_rows(markdown, "4") == ["b24-dagster", "b24-dagster+dagster"]
+    assert _table_rows(markdown, "6") == ["b24-dagster sync", "b24-dagster sync (checked)", "fast_bitrix24"]
     assert "Theoretical minimum: (requests − burst) / rate" in markdown
     assert "Machine:" in markdown and "fast_bitrix24 1." in markdown
     assert "JS SDK: not run: --no-jssdk" in markdown
@@ -67,4 +68,20 @@ def test_quick_bench_writes_table_chart_and_json(tmp_path: Path) -> None:
 def test_scenario_selection_and_bad_arguments(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "b24_dagster.bench", "--scenario", "7"],
                          capture_output=True, text=True, timeout=60, check=False)
-    assert bad.returncode == 2 and "scenarios 1-5" in bad.stderr
+    assert bad.returncode == 2 and "scenarios 1-6" in bad.stderr
+
+
+def test_sync_scenario_short_form(tmp_path: Path) -> None:
+    """Scenario 6 at 400 rows, this project's two clients only (CI runs this short form)."""
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "b24_dagster.bench", "--scenario", "6", "--sync", "400", "--repeat", "1",
+         "--clients", "b24-dagster sync,b24-dagster sync (checked)", "--out", str(out), "--no-jssdk"],
+        capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    runs = json.loads((out / "latest.json").read_text(encoding="utf-8"))["runs"]
+    assert {r["client"] for r in runs} == {"b24-dagster sync", "b24-dagster sync (checked)"}
+    for r in runs:
+        m = r["metrics"]
+        assert r["error"] is None and (m["created"], m["duplicated"], m["lost"]) == (400, 0, 0)
+        assert (m["r1_writes"], m["r2_writes"], m["r3_writes"]) == (400, 4, 0)
