@@ -41,6 +41,7 @@ from b24_dagster.integration._errors import scrub, to_failure
 from b24_dagster.integration._journal import BatchJournal, in_flight_ages, remove_journal
 from b24_dagster.integration._lock import LockHeldError, StepLock
 from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet, uri_of
+from b24_dagster.integration._send_step import CHUNK
 from b24_dagster.integration._sync_plan import SyncPlan, SyncSpec, make_plan
 from b24_dagster.integration._sync_state import SyncState, sync_folder
 
@@ -72,6 +73,7 @@ class SyncRun:
     recovered: int = 0
     retried: int = 0
     journal: BatchJournal | None = None
+    next_chunk: int = 0
     watch: Stopwatch = field(default_factory=Stopwatch)
     before: dict[str, float] = field(default_factory=dict)
 
@@ -177,32 +179,30 @@ def send(run: SyncRun, lock: StepLock) -> None:
     assert plan_ is not None
     if not plan_.commands:
         return
-    journal = BatchJournal(run.path, f"run-{time.time_ns()}", root=run.journal_root)
-    journal.start()
-    run.journal = journal
-    chunk_rows = 50
-    run_ = run.client.batch_by_chunk(plan_.commands, halt_on_error=run.halt_on_error, request_id=run.request_id,
-                                     reconcile=run.sync.key_field is not None, reconcile_field=run.sync.key_field,
-                                     reconcile_delay_seconds=run.reconcile_delay_seconds)  # fmt: skip
-    number = 0
-    journal.sending(0)
-
-    def on_chunk(table: pa.Table) -> None:
-        nonlocal number
-        _record_chunk(run, journal, number, table)
-        number += 1
-        if number * chunk_rows < len(plan_.commands):
-            journal.sending(number)
-        lock.refresh()
-
-    schema = results_schema(None, None)
+    run.journal = BatchJournal(run.path, f"run-{time.time_ns()}", root=run.journal_root)
+    run.journal.start()
+    chunks = run.client.batch_by_chunk(
+        plan_.commands, halt_on_error=run.halt_on_error, request_id=run.request_id,
+        reconcile=run.sync.key_field is not None, reconcile_field=run.sync.key_field,
+        reconcile_delay_seconds=run.reconcile_delay_seconds)  # fmt: skip
+    run.journal.sending(0)
     try:
-        stream_chunks(run_, keys=None, index_map=None, schema=schema, on_chunk=on_chunk)
+        stream_chunks(chunks, keys=None, index_map=None, schema=RESULT_SCHEMA,
+                      on_chunk=lambda table: _on_chunk(run, lock, table))  # fmt: skip
     except dg.Failure:
         raise
     except Exception as exc:
         raise to_failure(exc, f"{run.label}: the sync stopped after {len(run.statuses)} of "
                               f"{len(plan_.commands)} commands (nothing published)") from exc  # fmt: skip
+
+
+def _on_chunk(run: SyncRun, lock: StepLock, table: pa.Table) -> None:
+    assert run.plan is not None and run.journal is not None
+    _record_chunk(run, run.journal, run.next_chunk, table)
+    run.next_chunk += 1
+    if run.next_chunk * CHUNK < len(run.plan.commands):
+        run.journal.sending(run.next_chunk)  # the client sends the next chunk when asked for it
+    lock.refresh()
 
 
 def _record_chunk(run: SyncRun, journal: BatchJournal, number: int, table: pa.Table) -> None:
