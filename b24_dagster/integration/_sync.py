@@ -88,8 +88,11 @@ def run_sync(*, batch: BatchSpec, sync: SyncSpec, frame: Any, client: Any, path:
         raise dg.Failure(f"{label}: a sync needs the key column {batch.key_column!r} in the rows")
     key_list = [str(k) for k in keys.to_pylist()]
     key_name = batch.key_column if batch.key_column not in ("action", "portal_id") else f"source_{batch.key_column}"
-    run = SyncRun(sync=sync, client=client, path=path, log=log, label=label,
-                  calls=sync_calls(list(commands), key_list, sync), keys=key_list,
+    try:
+        calls = sync_calls(list(commands), key_list, sync)
+    except ValueError as exc:  # bad input: refused before any request
+        raise dg.Failure(f"{label}: {exc}", allow_retries=False) from None
+    run = SyncRun(sync=sync, client=client, path=path, log=log, label=label, calls=calls, keys=key_list,
                   key_name=result_key_name(key_name) or key_name, halt_on_error=batch.halt_on_error,
                   reconcile_delay_seconds=batch.reconcile_delay_seconds,
                   request_id=f"{run_id[:8]}-{label}"[:100])  # fmt: skip

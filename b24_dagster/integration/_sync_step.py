@@ -334,10 +334,15 @@ def _preview(table: pa.Table, limit: int = 20) -> dg.TableMetadataValue:
 def sync_calls(calls: Sequence[Any], keys: Sequence[str], sync: SyncSpec) -> list[tuple[str, dict[str, Any]]]:
     """The create commands with each row's key (and originator) filled in unless mapped."""
     out = []
-    for (method, params), key in zip(calls, keys, strict=True):
+    for row, ((method, params), key) in enumerate(zip(calls, keys, strict=True)):
         fields = dict(params.get("fields") or {})
         if sync.key_field:
-            fields.setdefault(sync.key_field, key)
+            mapped = fields.setdefault(sync.key_field, key)
+            if str(mapped) != key:  # the record would carry a key no lookup asks for
+                raise ValueError(
+                    f"row {row}: {sync.key_field} is mapped to {mapped!r} but the row's key is {key!r}; "
+                    f"a sync finds records by the key they carry, so {sync.key_field} must hold the "
+                    "key_column's value (leave it unmapped and it is filled in)")
         if sync.originator and sync.originator_field:
             fields.setdefault(sync.originator_field, sync.originator)
         out.append((method, {**params, "fields": fields}))

@@ -255,3 +255,21 @@ def test_check_portal_finds_a_record_a_person_deleted(b24_emulator, resources, b
     assert (checked["rows_create"], checked["rows_unchanged"]) == (1, 59)
     assert (checked["lookups"], checked["lookup_requests"]) == (2, 1)  # 60 keys: 2 commands, 1 request
     assert sorted(r["ORIGIN_ID"] for r in portal_leads(b24_emulator)) == [f"L{i:04d}" for i in range(60)]
+
+
+def test_a_key_field_mapped_to_other_values_is_refused_before_any_request(b24_emulator, resources, base,
+                                                                          instance):  # fmt: skip
+    frame = leads(5)
+    frame["other"] = [f"X{i}" for i in range(5)]
+
+    @dg.asset(name="leads_source")
+    def source() -> pd.DataFrame:
+        return frame
+
+    asset = build_bitrix24_batch_asset(name="lead_sync", method="crm.lead.add", source="leads_source",
+                                       fields={"title": "TITLE", "other": "ORIGIN_ID"}, key_column="external_id")  # fmt: skip
+    result = materialize([source, asset], resources, instance)
+    assert not result.success
+    assert "ORIGIN_ID is mapped to 'X0' but the row's key is 'L0000'" in \
+        result.get_step_failure_events()[0].event_specific_data.error.message  # fmt: skip
+    assert not b24_emulator.request_log  # nothing was sent
