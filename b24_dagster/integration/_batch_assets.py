@@ -291,6 +291,7 @@ def build_bitrix24_batch_asset(
         owners=list(spec.owners), check_specs=_checks(spec.key, failure_rate_threshold),
         partitions_def=partitions_def, required_resource_keys={resource_key, storage_key},
         pool=pool, deps=[d.asset_key for d in spec.deps],
+        io_manager_key=storage_key,  # loads the results as a downstream AssetIn (_inputs.py)
     )  # fmt: skip
     if loader is None:
 

@@ -167,6 +167,7 @@ def build_bitrix24_export_asset(
         metadata=dict(spec.metadata), tags=dict(spec.tags), kinds=set(spec.kinds),
         owners=list(spec.owners), partitions_def=partitions_def, pool=pool,
         required_resource_keys={resource_key, storage_key}, deps=[d.asset_key for d in spec.deps],
+        io_manager_key=storage_key,  # loads the file as a downstream AssetIn (_inputs.py)
     )  # fmt: skip
     def _export(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         storage: Bitrix24Storage = getattr(context.resources, storage_key)

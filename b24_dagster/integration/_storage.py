@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -61,8 +62,14 @@ def partition_parts(partition_key: str | Mapping[str, str] | None) -> list[str]:
     return [_safe(str(partition_key))]
 
 
-class Bitrix24Storage(dg.ConfigurableResource):
-    """Where the Parquet files go.
+class Bitrix24Storage(dg.ConfigurableIOManager):
+    """Where the Parquet files go, and the loader of the assets that write them.
+
+    The factories' assets write their files themselves; they name this resource as their IO
+    manager so that a downstream `dg.AssetIn` of one of them receives its file as a
+    DataFrame (or, with `metadata={"format": "arrow" | "dataset" | "path"}` or the matching
+    annotation, an Arrow table, a lazy `pyarrow.dataset.Dataset` or the `UPath`); see
+    `b24_dagster/integration/_inputs.py`. It stores no other asset's value.
 
     Example:
         ```python
@@ -108,3 +115,18 @@ class Bitrix24Storage(dg.ConfigurableResource):
             return self.base().joinpath(*parts, *dirs, last + suffix)
         *dirs, last = parts
         return self.base().joinpath(*dirs, last + suffix)
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        """Nothing to store: the Bitrix24 assets write their files and return no value."""
+        if obj is not None:
+            raise TypeError(
+                f"{context.asset_key.to_user_string() if context.has_asset_key else context.name}: "
+                f"Bitrix24Storage loads the files of the Bitrix24 assets and stores no other "
+                f"value (got {type(obj).__name__}); give this asset another io_manager_key"
+            )
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        """The upstream Bitrix24 asset's file as a DataFrame, Arrow table, dataset or path."""
+        from b24_dagster.integration._inputs import load_asset_input
+
+        return load_asset_input(self, context)
