@@ -164,7 +164,7 @@ def _derive_common(rec: dict[str, Any]) -> None:
 
 def _derive_stage(rec: dict[str, Any], stages: dict[str, str], first: str) -> None:
     stage = rec.get("stageId") or ""
-    if stage[:1] == "C" and ":" in stage:   # a stage of deal pipeline N is "CN:<stage>"
+    if ":" in stage:   # a stage of deal pipeline N is "CN:<stage>", of a smart process "DT<T>_<N>:"
         stage = stage.split(":", 1)[1]
     sem = stages.get(stage, "P")
     rec["stageSemanticId"] = sem

@@ -36,6 +36,7 @@ from ._filters import (
 )
 from ._jsonout import Raw, dumps
 from ._methods_core import ApiError, Context, Result, method
+from ._spa import spa_entity
 
 __all__ = ["item_text"]
 
@@ -63,9 +64,14 @@ def _int_param(params: dict[str, Any], *names: str) -> int | None:
     return None
 
 
-def _entity_of(params: dict[str, Any]) -> Entity:
+def _entity_of(params: dict[str, Any], ctx: Context | None = None) -> Entity:
+    """The entity type of ``entityTypeId``: lead, deal, contact, company, or (given ``ctx``)
+    one of the portal's smart processes."""
     etid = _int_param(params, "entityTypeId", "ENTITY_TYPE_ID", "entityTypeID")
     entity = ENTITIES.get(etid) if etid is not None else None
+    if entity is None and etid is not None and ctx is not None \
+            and ctx.store.reference.type_by_entity_type_id(etid) is not None:
+        entity = spa_entity(etid)
     if entity is None:
         raise ApiError(400, "NOT_FOUND", "Smart process not found")
     return entity
@@ -77,7 +83,7 @@ def item_text(ctx: Context, entity: Entity, id_: int, row: tuple[Any, ...]) -> R
     raw = cache.get(id_)
     if raw is None:
         view = item_view(entity, materialize(entity, row), ctx.fmt)
-        if ctx.store.reference.userfields[entity.name]:
+        if ctx.store.reference.userfields.get(entity.name):
             view.update(userfields.item_values(ctx, entity, id_))
         raw = Raw(dumps(view), view)
         if len(cache) >= _CACHE_MAX:
@@ -198,6 +204,8 @@ def _check_stage(ctx: Context, entity: Entity, rec: dict[str, Any], fields: dict
     ``DEAL_STAGE_N``); a new record, or one moved to another pipeline, without a stage starts
     at the pipeline's first stage."""
     f = entity.by_camel["stageId"]
+    if entity.type_id not in ENTITIES and not rec.get("categoryId"):   # a smart process's default
+        rec["categoryId"] = ctx.store.reference.default_category(entity.type_id)
     pipeline = ctx.store.reference.pipeline(entity.type_id, rec.get("categoryId") or 0) or {}
     given = any(entity.resolve(str(name), item=item) is f for name in fields)
     if not given:
@@ -268,7 +276,7 @@ def _id_param(params: dict[str, Any], item: bool) -> int:
 @method("crm.item.add", "crm", writes=True)
 def crm_item_add(ctx: Context, params: dict[str, Any]) -> Result:
     """Create an item; answers ``{"item": {...}}``."""
-    entity = _entity_of(params)
+    entity = _entity_of(params, ctx)
     id_, row = _add(ctx, entity, _fields_param(params, True), True)
     return Result({"item": item_text(ctx, entity, id_, row)}, wrote=True)
 
@@ -279,10 +287,10 @@ def crm_item_get(ctx: Context, params: dict[str, Any]) -> Result:
     etid, id_text = params.get("entityTypeId"), params.get("id")
     if type(etid) is str and type(id_text) is str and etid.isascii() and etid.isdigit() \
             and id_text.isascii() and id_text.isdigit():
-        entity = ENTITIES.get(int(etid)) or _entity_of(params)   # the common form, decoded fast
+        entity = ENTITIES.get(int(etid)) or _entity_of(params, ctx)   # the common form, decoded fast
         id_ = int(id_text)
     else:
-        entity = _entity_of(params)
+        entity = _entity_of(params, ctx)
         id_ = _id_param(params, True)
     table = ctx.store.tables[entity.name]
     raw = table.cache.get(id_)
@@ -301,7 +309,7 @@ def crm_item_get(ctx: Context, params: dict[str, Any]) -> Result:
 @method("crm.item.update", "crm", writes=True)
 def crm_item_update(ctx: Context, params: dict[str, Any]) -> Result:
     """Change an item; answers the whole changed item."""
-    entity = _entity_of(params)
+    entity = _entity_of(params, ctx)
     id_ = _id_param(params, True)
     row = _update(ctx, entity, id_, _fields_param(params, True), True)
     return Result({"item": item_text(ctx, entity, id_, row)}, wrote=True)
@@ -310,7 +318,7 @@ def crm_item_update(ctx: Context, params: dict[str, Any]) -> Result:
 @method("crm.item.delete", "crm", writes=True)
 def crm_item_delete(ctx: Context, params: dict[str, Any]) -> Result:
     """Delete an item; answers ``[]`` as the portal does."""
-    entity = _entity_of(params)
+    entity = _entity_of(params, ctx)
     id_ = _id_param(params, True)
     if not ctx.store.delete(entity.name, id_):
         raise ApiError(400, "NOT_FOUND", "Element not found")
@@ -377,7 +385,7 @@ def _query(ctx: Context, entity: Entity, params: dict[str, Any], item: bool) -> 
 @method("crm.item.list", "crm")
 def crm_item_list(ctx: Context, params: dict[str, Any]) -> Result:
     """A page of items: ``{"items": [...]}`` with ``total``/``next``."""
-    entity = _entity_of(params)
+    entity = _entity_of(params, ctx)
     rows, total, nxt, select = _query(ctx, entity, params, True)
     fields = _select_fields(entity, select, True)
     if fields is None:
@@ -391,7 +399,7 @@ def crm_item_list(ctx: Context, params: dict[str, Any]) -> Result:
 @method("crm.item.fields", "crm")
 def crm_item_fields(ctx: Context, params: dict[str, Any]) -> Result:
     """Field descriptions keyed by camelCase name, with ``upperName``."""
-    entity = _entity_of(params)
+    entity = _entity_of(params, ctx)
     out = {}
     for f in entity.item_fields:
         d = _describe(f)

@@ -14,6 +14,7 @@ from ._entities import DEAL, ENTITY_BY_NAME, materialize
 from ._filters import Schema, compile_filter, compile_order
 from ._methods_core import ApiError, Context, Result, method
 from ._reference import CATEGORY_ENTITY_TYPES, STAGE_ENTITIES, CrmReference
+from ._spa import spa_entity, stage_directory, stage_prefix
 
 __all__: list[str] = []
 
@@ -38,7 +39,15 @@ def _ref(ctx: Context) -> CrmReference:
 
 
 def _is_stage_directory(entity: str) -> bool:
-    return entity in STAGE_ENTITIES or entity.startswith("DEAL_STAGE_")
+    return entity in STAGE_ENTITIES or entity.startswith(("DEAL_STAGE_", "DYNAMIC_"))
+
+
+def _spa_directory(entity: str) -> tuple[int, int] | None:
+    """(type id, category id) of ``DYNAMIC_<T>_STAGE_<N>``."""
+    if not entity.startswith("DYNAMIC_"):
+        return None
+    type_id, category_id = entity[8:].split("_STAGE_")
+    return int(type_id), int(category_id)
 
 
 def _status_view(status: dict[str, Any], items: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -97,7 +106,15 @@ def status_entity_types(ctx: Context, params: dict[str, Any]) -> Result:
     out = []
     for entity in ref.entity_ids():
         row: dict[str, Any] = {"ID": entity, "NAME": ref.entity_name(entity)}
-        if _is_stage_directory(entity):
+        spa = _spa_directory(entity)
+        if spa is not None:   # the shape of the page's DYNAMIC_177_STAGE_7 row
+            category = ref.category(*spa) or {}
+            row.update({"SEMANTIC_INFO": [], "PREFIX": stage_prefix(*spa)[:-1],
+                        "FIELD_ATTRIBUTE_SCOPE": f"category_{spa[1]}", "ENTITY_TYPE_ID": spa[0],
+                        "IS_ENABLED": True, "CATEGORY_ID": spa[1], "CATEGORY_NAME": category.get("name"),
+                        "CATEGORY_SORT": category.get("sort"),
+                        "IS_DEFAULT_CATEGORY": category.get("isDefault") == "Y"})
+        elif _is_stage_directory(entity):
             items = ref.items(entity)
             if entity.startswith("DEAL_STAGE_"):
                 row["PARENT_ID"] = "DEAL_STAGE"
@@ -163,9 +180,11 @@ def status_add(ctx: Context, params: dict[str, Any]) -> Result:
         raise ApiError(400, "", "Specified entity type is not supported.")
     if not str(fields.get("NAME") or "").strip():
         raise ApiError(400, "", "The field Title is required.")
-    category = int(entity.rsplit("_", 1)[1]) if entity.startswith("DEAL_STAGE_") else None
-    if category is not None and not status_id.startswith(f"C{category}:"):
-        status_id = f"C{category}:{status_id}"   # crm-status-add.md: the pipeline's prefix
+    category = int(entity.rsplit("_", 1)[1]) if entity.startswith(("DEAL_STAGE_", "DYNAMIC_")) else None
+    prefix = "" if category is None else f"C{category}:" if entity.startswith("DEAL") else \
+        stage_prefix(*(_spa_directory(entity) or (0, 0)))
+    if prefix and not status_id.startswith(prefix):
+        status_id = prefix + status_id   # crm-status-add.md: the pipeline's prefix is added
     if any(s["STATUS_ID"] == status_id for s in ref.items(entity)):
         raise ApiError(400, "ERROR_CORE", "The specified status ID already exists.")
     sort = int(fields.get("SORT") or 10)
@@ -205,9 +224,11 @@ def status_delete(ctx: Context, params: dict[str, Any]) -> Result:
         text = 'CRM System Status can be deleted only if parameter FORCED is specified and equal to "Y".'
         raise ApiError(400, text, text)
     entity = status["ENTITY_ID"]
-    table = "lead" if entity == "STATUS" else "deal" if entity.startswith("DEAL_STAGE") else None
+    spa = _spa_directory(entity)
+    table = "lead" if entity == "STATUS" else "deal" if entity.startswith("DEAL_STAGE") else \
+        f"dynamic_{spa[0]}" if spa else None
     if table is not None:
-        crm = ENTITY_BY_NAME[table]
+        crm = spa_entity(spa[0]) if spa else ENTITY_BY_NAME[table]
         if any(materialize(crm, row).get("stageId") == status["STATUS_ID"]
                for _, row in ctx.store.tables[table].iter_from()):
             raise ApiError(400, "There are active items in this status.", "There are active items in this status.")
@@ -217,12 +238,12 @@ def status_delete(ctx: Context, params: dict[str, Any]) -> Result:
 
 # ---- crm.category.* ----------------------------------------------------------------------
 
-def _entity_type(params: dict[str, Any]) -> int:
+def _entity_type(ctx: Context, params: dict[str, Any]) -> int:
     try:
         type_id = int(str(params.get("entityTypeId", params.get("ENTITYTYPEID"))))
     except ValueError:
         type_id = 0
-    if type_id in CATEGORY_ENTITY_TYPES:
+    if type_id in CATEGORY_ENTITY_TYPES or _ref(ctx).type_by_entity_type_id(type_id) is not None:
         return type_id
     if type_id in _TYPE_NAMES:
         raise ApiError(400, "ENTITY_TYPE_NOT_SUPPORTED", f"Entity type `{_TYPE_NAMES[type_id]}` is not supported")
@@ -230,7 +251,7 @@ def _entity_type(params: dict[str, Any]) -> int:
 
 
 def _category(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    type_id = _entity_type(params)
+    type_id = _entity_type(ctx, params)
     try:
         category = _ref(ctx).category(type_id, int(str(params.get("id", params.get("ID")))))
     except ValueError:
@@ -254,7 +275,7 @@ def _sort(value: Any) -> int:
 @method("crm.category.fields", "crm")
 def category_fields(ctx: Context, params: dict[str, Any]) -> Result:
     """The fields of a pipeline: ``{"fields": {...}}``."""
-    _entity_type(params)
+    _entity_type(ctx, params)
     spec = (("id", "integer", False, True, "ID"), ("name", "string", False, False, "NAME"),
             ("sort", "integer", False, False, "SORT"), ("entityTypeId", "integer", True, True, "ENTITY_TYPE_ID"),
             ("isDefault", "boolean", False, True, "IS_DEFAULT"), ("originId", "string", False, False, "ORIGIN_ID"),
@@ -267,7 +288,7 @@ def category_fields(ctx: Context, params: dict[str, Any]) -> Result:
 @method("crm.category.list", "crm")
 def category_list(ctx: Context, params: dict[str, Any]) -> Result:
     """The pipelines of a CRM type by ``sort``, then ``id``: ``{"categories": [...]}`` + ``total``."""
-    rows = sorted(_ref(ctx).categories[_entity_type(params)], key=lambda c: (c["sort"], c["id"]))
+    rows = sorted(_ref(ctx).categories[_entity_type(ctx, params)], key=lambda c: (c["sort"], c["id"]))
     return Result({"categories": [dict(c) for c in rows]}, total=len(rows))
 
 
@@ -280,12 +301,19 @@ def category_get(ctx: Context, params: dict[str, Any]) -> Result:
 @method("crm.category.add", "crm", writes=True)
 def category_add(ctx: Context, params: dict[str, Any]) -> Result:
     """A new pipeline; a deal pipeline N gets the default stages as ``DEAL_STAGE_N`` (``CN:NEW``...)."""
-    type_id, fields, ref = _entity_type(params), _category_fields(params), _ref(ctx)
+    type_id, fields, ref = _entity_type(ctx, params), _category_fields(params), _ref(ctx)
     name = str(fields.get("name") or "").strip()
     if not name:
         raise ApiError(400, "0", "Field 'NAME' is required")
-    if type_id != 2 and str(fields.get("isDefault", "N")).upper() == "Y":
+    is_default = str(fields.get("isDefault", "N")).upper() == "Y"
+    if type_id in (3, 4) and is_default:
         raise ApiError(400, "0", "Default client category does not support updating default state")
+    if type_id not in CATEGORY_ENTITY_TYPES:   # a smart process: a new default replaces the old
+        if is_default:
+            for old in ref.categories[type_id]:
+                old["isDefault"] = "N"
+        spa_category = ref.add_spa_category(type_id, name[:255], _sort(fields.get("sort", 500)), is_default)
+        return Result({"category": dict(spa_category)}, wrote=True)
     category = {"id": ref.next_category_id, "name": name[:255], "sort": _sort(fields.get("sort", 500)),
                 "entityTypeId": type_id, "isDefault": "N",
                 "originId": str(fields.get("originId") or ""), "originatorId": str(fields.get("originatorId") or "")}
@@ -318,6 +346,8 @@ def category_delete(ctx: Context, params: dict[str, Any]) -> Result:
     """Delete an empty pipeline other than the default; ``result`` is null."""
     category, ref = _category(ctx, params), _ref(ctx)
     type_id = category["entityTypeId"]
+    if type_id not in CATEGORY_ENTITY_TYPES:
+        return _delete_spa_category(ctx, category)
     if category["id"] == 0:
         if type_id == 2:
             raise ApiError(400, "0", "Default deal category cannot be deleted")
@@ -327,5 +357,20 @@ def category_delete(ctx: Context, params: dict[str, Any]) -> Result:
                for _, row in ctx.store.tables["deal"].iter_from()):
             raise ApiError(400, "0", f"Deals related to the funnel `{category['name']}` found")
         ref.statuses[:] = [s for s in ref.statuses if s["ENTITY_ID"] != f"DEAL_STAGE_{category['id']}"]
+    ref.categories[type_id].remove(category)
+    return Result(None, wrote=True)
+
+
+def _delete_spa_category(ctx: Context, category: dict[str, Any]) -> Result:
+    """A smart process's category: not the default, not one with items (the page's BX_ERRORs)."""
+    type_id, ref = category["entityTypeId"], _ref(ctx)
+    if category["isDefault"] == "Y":
+        raise ApiError(400, "BX_ERROR", "This funnel is the default funnel")
+    entity = spa_entity(type_id)
+    if any(materialize(entity, row).get("categoryId") == category["id"]
+           for _, row in ctx.store.tables[entity.name].iter_from()):
+        raise ApiError(400, "BX_ERROR", "Elements related to the funnel found")
+    directory = stage_directory(type_id, category["id"])
+    ref.statuses[:] = [s for s in ref.statuses if s["ENTITY_ID"] != directory]
     ref.categories[type_id].remove(category)
     return Result(None, wrote=True)

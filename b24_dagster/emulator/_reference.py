@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._spa import SPA_STAGES, stage_directory, stage_prefix
+
 __all__ = ["CATEGORY_ENTITY_TYPES", "CrmReference", "STAGE_ENTITIES"]
 
 # (STATUS_ID, NAME, COLOR, SEMANTICS P/S/F, SYSTEM); SORT is 10, 20, ...
@@ -80,6 +82,9 @@ class CrmReference:
         #: Product rows by (entity name, owner id) (``crm.deal.productrows.*``, ``crm.lead...``).
         self.product_rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.next_product_row_id = 1
+        #: Smart-process types (``crm.type.*``) in creation order.
+        self.types: list[dict[str, Any]] = []
+        self.next_type_id = 1
         for entity, stages in (("STATUS", _LEAD_STAGES), ("DEAL_STAGE", _DEAL_STAGES)):
             self.add_stages(entity, "", None, stages)
         for entity, (_, values) in _PLAIN.items():
@@ -110,9 +115,12 @@ class CrmReference:
         return next((s for s in self.statuses if s["ID"] == id_), None)
 
     def entity_ids(self) -> list[str]:
-        """Every directory that exists (the fixed ones and one per deal pipeline)."""
+        """Every directory that exists (the fixed ones, one per deal pipeline, one per category
+        of each smart process)."""
         deals = [f"DEAL_STAGE_{c['id']}" for c in self.categories[2] if c["id"]]
-        return ["STATUS", *_PLAIN, *deals, "DEAL_STAGE"]
+        spas = [stage_directory(t["entityTypeId"], c["id"]) for t in self.types
+                for c in self.categories[t["entityTypeId"]]]
+        return ["STATUS", *_PLAIN, *deals, "DEAL_STAGE", *spas]
 
     def entity_name(self, entity: str) -> str:
         """The directory's name, as ``crm.status.entity.types`` shows it."""
@@ -122,6 +130,10 @@ class CrmReference:
             return "General deal stages"
         if entity in _PLAIN:
             return _PLAIN[entity][0]
+        if entity.startswith("DYNAMIC_"):
+            type_id, category_id = (int(x) for x in entity[8:].split("_STAGE_"))
+            spa, category = self.type_by_entity_type_id(type_id), self.category(type_id, category_id)
+            return f"{spa['title'] if spa else ''} ({category['name'] if category else ''})"
         category = self.category(2, int(entity.rsplit("_", 1)[1]))
         return f"{category['name'] if category else ''} deal stages"
 
@@ -138,6 +150,10 @@ class CrmReference:
             entity = "DEAL_STAGE" if not category_id else f"DEAL_STAGE_{category_id}"
             if category_id and self.category(2, category_id) is None:
                 return None
+        elif self.type_by_entity_type_id(entity_type_id) is not None:
+            if self.category(entity_type_id, category_id) is None:
+                return None
+            entity = stage_directory(entity_type_id, category_id)
         else:
             return None
         return {s["STATUS_ID"]: s["SEMANTICS"] or "P" for s in self.items(entity)}
@@ -146,3 +162,23 @@ class CrmReference:
     def category(self, entity_type_id: int, id_: int) -> dict[str, Any] | None:
         """One pipeline of a CRM type, or None."""
         return next((c for c in self.categories.get(entity_type_id, []) if c["id"] == id_), None)
+
+    # ---- smart processes -----------------------------------------------------------
+    def type_by_entity_type_id(self, entity_type_id: int) -> dict[str, Any] | None:
+        """The smart-process type with this ``entityTypeId``, or None."""
+        return next((t for t in self.types if t["entityTypeId"] == entity_type_id), None)
+
+    def add_spa_category(self, entity_type_id: int, name: str, sort: int, is_default: bool) -> dict[str, Any]:
+        """A category of a smart process, with its stage directory (``DT<T>_<N>:`` stages)."""
+        category = {"id": self.next_category_id, "name": name, "sort": sort,
+                    "entityTypeId": entity_type_id, "isDefault": "Y" if is_default else "N",
+                    "originId": "", "originatorId": ""}
+        self.next_category_id += 1
+        self.categories.setdefault(entity_type_id, []).append(category)
+        self.add_stages(stage_directory(entity_type_id, category["id"]),
+                        stage_prefix(entity_type_id, category["id"]), category["id"], SPA_STAGES)
+        return category
+
+    def default_category(self, entity_type_id: int) -> int:
+        """The id of a type's default category (0 for deals, contacts, companies)."""
+        return next((c["id"] for c in self.categories.get(entity_type_id, []) if c["isDefault"] == "Y"), 0)

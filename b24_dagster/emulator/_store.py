@@ -142,7 +142,7 @@ class Store:
             self._db = None
 
     def _write(self, entity: str, id_: int, row: Any) -> None:
-        if self._db is None:
+        if self._db is None or entity not in TABLE_NAMES:   # smart processes: memory only
             return
         data = None if row is None else json.dumps(row, separators=(",", ":"))
         self._db.execute("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", (entity, id_, data))
