@@ -115,6 +115,18 @@ def _check_no_refs(command: Command, refs: bool) -> None:
             f"chunked run", command_key=command.key, index=command.index)
 
 
+def _execute_bulk(client: Any, commands: list[Command], *, api_version: int, **options: Any) -> BatchResult:
+    from ._bulk import execute_bulk
+
+    return execute_bulk(client, commands, **options)
+
+
+def _bulk_resend(client: Any) -> Any:
+    from ._bulk import send_bulk
+
+    return send_bulk(client)
+
+
 class ChunkedBatchRun:
     """A chunked batch run (the seeds' ``callBatchByChunk`` / ``BatchByChunkV3.make``).
 
@@ -143,6 +155,9 @@ class ChunkedBatchRun:
             :mod:`._reconcile`); counted in the ``reconciled_*`` / ``reconcile_lookups`` stats.
         reconcile_field: The key field of the creates (default ``ORIGIN_ID`` / ``originId``).
         reconcile_delay_seconds: Wait this long after a lost answer before looking it up.
+        bulk_import: Pack the ``crm.item.add`` creates of one entity type into
+            ``crm.item.batchImport`` calls, 20 records a call, 1,000 commands a chunk (see
+            :mod:`._bulk`: no automation rules, the CRM "import" permission; v2 only).
 
     Raises:
         CommandValidationError: Named commands, a malformed command, or references between
@@ -155,7 +170,7 @@ class ChunkedBatchRun:
                  progress_bar: bool | None = None,
                  chunk_size: int = MAX_BATCH_COMMANDS, first_chunk: int = 0,
                  reconcile: bool = False, reconcile_field: str | None = None,
-                 reconcile_delay_seconds: float = 10.0) -> None:
+                 reconcile_delay_seconds: float = 10.0, bulk_import: bool = False) -> None:
         if isinstance(calls, Mapping):
             raise CommandValidationError(
                 "named commands are not accepted in a chunked batch: pass a list of "
@@ -163,8 +178,15 @@ class ChunkedBatchRun:
         if isinstance(calls, str | bytes) or not isinstance(calls, Iterable):
             raise CommandValidationError(
                 f"calls must be a list or an iterator of commands, got {type(calls).__name__}")
-        if not 1 <= chunk_size <= MAX_BATCH_COMMANDS:
-            raise CommandValidationError(f"chunk_size must be 1..{MAX_BATCH_COMMANDS}")
+        most = MAX_BATCH_COMMANDS
+        if bulk_import:
+            from ._bulk import BULK_CHUNK
+
+            if api_version != 2:
+                raise CommandValidationError("bulk_import packs creates into crm.item.batchImport: REST v2 only")
+            most, chunk_size = BULK_CHUNK, BULK_CHUNK if chunk_size == MAX_BATCH_COMMANDS else chunk_size
+        if not 1 <= chunk_size <= most:
+            raise CommandValidationError(f"chunk_size must be 1..{most}")
         self.client = client
         self.halt_on_error = halt_on_error
         self.api_version = api_version
@@ -174,6 +196,7 @@ class ChunkedBatchRun:
         self.reconcile = reconcile
         self.reconcile_field = reconcile_field
         self.reconcile_delay_seconds = reconcile_delay_seconds
+        self.bulk_import = bulk_import
         self._progress = progress
         self._progress_bar = progress_bar
         self._sized = isinstance(calls, list | tuple)
@@ -225,7 +248,8 @@ class ChunkedBatchRun:
         s = self.run_stats
         try:
             for chunk_index, commands in enumerate(self._chunks_of_commands(), self.first_chunk):
-                result = execute_batch(
+                send = _execute_bulk if self.bulk_import else execute_batch
+                result = send(
                     self.client, commands, halt_on_error=self.halt_on_error,
                     api_version=self.api_version, request_id=self.request_id,
                     chunk_index=chunk_index, x_request_id=f"{self.request_id}-{chunk_index}")
@@ -266,7 +290,8 @@ class ChunkedBatchRun:
         counts = ReconcileCounts()
         settled = reconcile_creates(self.client, [(commands[at].method, commands[at].params) for at in lost],
                                     field=self.reconcile_field, counts=counts,
-                                    settle_seconds=self.reconcile_delay_seconds)  # fmt: skip
+                                    settle_seconds=self.reconcile_delay_seconds,
+                                    send=_bulk_resend(self.client) if self.bulk_import else None)  # fmt: skip
         for at, outcome in zip(lost, settled, strict=True):
             if outcome is not None:
                 result.commands[at] = replace(result.commands[at], status=outcome.status, data=outcome.data,

@@ -158,6 +158,7 @@ def reconcile_creates(
     settle_seconds: float = 0.0,
     rounds: int = 3,
     sleep: Callable[[float], Any] = time.sleep,
+    send: Callable[[list[tuple[str, Any]]], Sequence[Any]] | None = None,
 ) -> list[Settled | None]:
     """Settle unknown creates (see the module docstring); None where one stays unknown.
 
@@ -169,6 +170,8 @@ def reconcile_creates(
         settle_seconds: Wait this long before each round of lookups (only when there is one).
         rounds: Rounds of lookups at most.
         sleep: The wait (a seam for tests).
+        send: Sends creates that never landed and gives one `CommandResult` per create (a
+            bulk run imports them again, :func:`._bulk.send_bulk`); None: `client.batch`.
     """
     counts = counts if counts is not None else ReconcileCounts()
     out: list[Settled | None] = [None] * len(commands)
@@ -203,23 +206,25 @@ def reconcile_creates(
                 out[target[0]] = Settled("ok", _as_created(target[1], records[0]), None,
                                          f"reconciled: the create landed (found by {', '.join(target[3])})")  # fmt: skip
                 counts.found += 1
-        still.extend(_resend(client, resend, out, counts))
+        still.extend(_resend(client, resend, out, counts, send))
         targets = still
     counts.left += len(targets) + len(ambiguous)
     return out
 
 
-def _resend(client: Any, targets: list[_Target], out: list[Settled | None], counts: ReconcileCounts) -> list[_Target]:
+def _resend(client: Any, targets: list[_Target], out: list[Settled | None], counts: ReconcileCounts,
+            send: Callable[[list[tuple[str, Any]]], Sequence[Any]] | None = None) -> list[_Target]:
     """Send the creates that never landed; those whose answer is lost again are returned."""
     still: list[_Target] = []
     for start in range(0, len(targets), _BATCH):
         group = targets[start : start + _BATCH]
+        calls = [(m, p) for _, m, p, _ in group]
         try:
-            answer = client.batch([(m, p) for _, m, p, _ in group], halt_on_error=False)
+            answers = send(calls) if send is not None else client.batch(calls, halt_on_error=False).commands
         except Exception:  # refused as a whole, or lost again: look again next round
             still.extend(group)
             continue
-        for target, sent in zip(group, answer.commands, strict=True):
+        for target, sent in zip(group, answers, strict=True):
             if sent.status == "unknown":
                 still.append(target)
             else:

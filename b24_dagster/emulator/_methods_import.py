@@ -14,6 +14,8 @@ Follows ``api-reference/crm/universal/import/index.md``, ``crm-item-import.md`` 
   answers ``{"items": [{"item": {"id": 15}}, {"error": ..., "error_description": ...}]}``, one
   entry per item in order, a failed item not stopping the others.
 * Each call is charged ``import_cost`` simulated seconds per record it was given.
+* The portal checks the "import" permission, not "add": with ``import_permission`` off, both
+  methods answer the page's 400 ``ACCESS_DENIED`` "Access denied" and create nothing.
 """
 
 from __future__ import annotations
@@ -98,8 +100,14 @@ def _import_one(ctx: Context, entity: Entity, fields: Any) -> int:
 def crm_item_import(ctx: Context, params: dict[str, Any]) -> Result:
     """Import one item: ``{"item": {"id": N}}``."""
     entity = _entity_of(params)
+    _check_permission(ctx)
     id_ = _import_one(ctx, entity, _fields_param(params, True))
     return Result({"item": {"id": id_}}, wrote=True, cost=ctx.settings.import_cost)
+
+
+def _check_permission(ctx: Context) -> None:
+    if not ctx.settings.import_permission:
+        raise ApiError(400, "ACCESS_DENIED", "Access denied")
 
 
 def _data(params: dict[str, Any]) -> list[Any]:
@@ -115,6 +123,7 @@ def _data(params: dict[str, Any]) -> list[Any]:
 def crm_item_batch_import(ctx: Context, params: dict[str, Any]) -> Result:
     """Import up to 20 items: ``{"items": [{"item": {"id": N}} | {"error": ..., ...}]}``."""
     entity = _entity_of(params)
+    _check_permission(ctx)
     data = _data(params)
     if len(data) > MAX_IMPORT_BATCH_SIZE:
         raise ApiError(400, "MAX_IMPORT_BATCH_SIZE_EXCEEDED", "You cannot import more than 20 items")

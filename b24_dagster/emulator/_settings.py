@@ -51,6 +51,9 @@ class PortalSettings:
     write_cost: float = 0.005
     #: Simulated execution seconds charged per record of ``crm.item.import``/``batchImport``.
     import_cost: float = 0.01
+    #: Whether the webhook's user has the CRM "import" permission (``crm.item.import`` and
+    #: ``crm.item.batchImport`` check it instead of "add"); without it: 400 ``ACCESS_DENIED``.
+    import_permission: bool = True
     #: Real seconds each HTTP answer is delayed by (slept outside the portal lock).
     latency: float = 0.0
     #: SQLite file that keeps the portal across restarts; None keeps it in memory.
