@@ -7,6 +7,7 @@ counts into the partial-failure metadata that the Dagster UI shows.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,11 +22,14 @@ from b24_dagster.client._results import result_schema
 from b24_dagster.integration._parquet import ParquetStreamWriter, uri_of
 
 __all__ = [
+    "ERROR_REASON",
     "NO_ANSWER_CODES",
     "RESULT_SCHEMA",
     "BatchTally",
+    "ResultsWriter",
     "SilenceGuard",
     "client_stats",
+    "error_reason",
     "results_schema",
     "table_schema_metadata",
 ]
@@ -34,6 +38,11 @@ RESULT_SCHEMA = result_schema()
 """The Arrow row contract of DESIGN.md: one row per command, in input order."""
 
 FAILED = ("error", "not_run", "unknown")
+ERROR_REASON = "error_reason"
+"""The last column of a results file: the cause of a failed row, its values stripped."""
+_VALUES = re.compile(
+    r"(?<!field )'[^'\n]*'|(?<!field )\"[^\"\n]*\"|`[^`\n]*`|\b\d+(?:[.,:/-]\d+)*\b"
+)
 _STATS_FIELDS = {
     "requests": ("requests",),
     "retries": ("retries",),
@@ -53,6 +62,51 @@ def results_schema(key_name: str | None, key_type: pa.DataType | None) -> pa.Sch
     return RESULT_SCHEMA.append(pa.field(key_name, key_type))
 
 
+def error_reason(status: str | None, code: str | None, description: str | None) -> str | None:
+    """Why a row failed, as a text shared by all rows that failed for that cause.
+
+    The description with its values stripped (quoted values and numbers become `…`; a quoted
+    name after `field ` stays): `E-mail address 'x@' is invalid.` and `E-mail address 'y' is
+    invalid.` both give `E-mail address '…' is invalid.`. Legacy `crm.*` methods refuse a
+    row with an empty error code and the cause only in the description, so the description
+    is what tells causes apart. None for an `ok` row; the code (or the status) when a failed
+    row has no description.
+    """
+    if status == "ok" or status is None:
+        return None
+    if description:
+        return _VALUES.sub(lambda m: m.group(0)[0] + "…" + m.group(0)[-1] if m.group(0)[0] in "'\"`" else "…",
+                           " ".join(description.split()))  # fmt: skip
+    return code or f"({status})"
+
+
+def with_error_reason(table: pa.Table) -> pa.Table:
+    """`table` (with `status`, `error_code`, `error_description`) plus its `error_reason` column."""
+    if ERROR_REASON in table.column_names:
+        table = table.drop_columns([ERROR_REASON])
+    rows = zip(table["status"].to_pylist(), table["error_code"].to_pylist(),
+               table["error_description"].to_pylist(), strict=True)  # fmt: skip
+    return table.append_column(ERROR_REASON, pa.array([error_reason(*r) for r in rows], pa.string()))
+
+
+class ResultsWriter(ParquetStreamWriter):
+    """The results file: the rows as given (`schema`), then their `error_reason` column.
+
+    Callers hand it tables of `schema`; the file has one more column at the end, derived
+    from each row's status, code and description (`error_reason`). A results file read back
+    for a re-drive is taken as `schema` (`table.select(schema.names)`).
+    """
+
+    @property
+    def file_schema(self) -> pa.Schema:
+        """`schema` plus `error_reason` (string) at the end."""
+        return self.schema.append(pa.field(ERROR_REASON, pa.string()))
+
+    def to_file(self, table: pa.Table) -> pa.Table:
+        """The table in the file's columns, with its rows' `error_reason`."""
+        return with_error_reason(super().to_file(table))
+
+
 def client_stats(client: Any) -> dict[str, float]:
     """A snapshot of the client's counters (0 for any the client does not keep)."""
     stats = getattr(client, "stats", None)
@@ -63,9 +117,32 @@ def client_stats(client: Any) -> dict[str, float]:
     return out
 
 
-def table_schema_metadata(schema: pa.Schema) -> dg.TableSchema:
-    """A `dagster.TableSchema` of an Arrow schema (for `dagster/column_schema`)."""
-    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in schema])
+COLUMN_DESCRIPTIONS = {
+    "command_index": "the command's position in the source rows (0-based)",
+    "command_key": "the command's key in its batch",
+    "method": "the REST method sent",
+    "chunk_index": "the batch request (of at most 50 commands) that carried it",
+    "status": "ok | error | not_run | unknown (sent, answer lost)",
+    "result": "the command's result as JSON text",
+    "error_code": "the portal's error code (empty for legacy crm.* validation errors)",
+    "error_description": "the portal's error text",
+    "total": "list commands: the total the portal reported",
+    "next": "list commands: the next page's start",
+    "action": "sync: create, update, unchanged, delete, gone, ambiguous, missing, invalid, skipped",
+    "portal_id": "sync: the record's id on the portal",
+    ERROR_REASON: "why the row failed: error_description with its values stripped",
+}
+
+
+def table_schema_metadata(
+    schema: pa.Schema, descriptions: Mapping[str, str | None] | None = None
+) -> dg.TableSchema:
+    """A `dagster.TableSchema` of an Arrow schema (for `dagster/column_schema`), with each
+    column's description when `descriptions` has one."""
+    descriptions = descriptions or {}
+    return dg.TableSchema(
+        columns=[dg.TableColumn(f.name, str(f.type), description=descriptions.get(f.name)) for f in schema]
+    )
 
 
 @dataclass
@@ -81,6 +158,8 @@ class BatchTally:
     statuses: Counter[str] = field(default_factory=Counter)
     codes: Counter[tuple[str, str]] = field(default_factory=Counter)
     examples: dict[tuple[str, str], str] = field(default_factory=dict)
+    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
+    reason_examples: dict[tuple[str, str], str] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     chunks: int = 0
     failed_chunks: int = 0
@@ -127,6 +206,9 @@ class BatchTally:
             pair = (row["status"], code)
             self.codes[pair] += 1
             self.examples.setdefault(pair, _short(row["error_description"]))
+            reason = (code, error_reason(row["status"], row["error_code"], row["error_description"]) or "")
+            self.reasons[reason] += 1
+            self.reason_examples.setdefault(reason, _short(row["error_description"]))
             if len(self.failures) < self.max_failures:
                 self.failures.append(row)
 
@@ -160,9 +242,12 @@ class BatchTally:
                 round(self.sent / duration, 1) if duration > 0 else 0.0
             ),
             "error_codes": self._codes_table(),
+            "error_reasons": self._reasons_table(),
             "first_failures": self._failures_table(schema),
             "dagster/row_count": writer.rows if writer is not None else self.commands,
-            "dagster/column_schema": table_schema_metadata(schema),
+            "dagster/column_schema": table_schema_metadata(
+                writer.file_schema if writer is not None else schema, COLUMN_DESCRIPTIONS
+            ),
         }
         if writer is not None:
             meta["dagster/uri"] = uri_of(writer.path)  # UriMetadataSet: a plain string
@@ -183,6 +268,23 @@ class BatchTally:
             )
             for (s, c), n in self.codes.most_common()
         ]
+        return dg.MetadataValue.table(records, schema)
+
+    def _reasons_table(self) -> dg.TableMetadataValue:
+        """One row per cause of failure (code and reason), most frequent first, with one example."""
+        schema = dg.TableSchema(
+            columns=[
+                dg.TableColumn("error_reason", "string", description="the cause, its values stripped"),
+                dg.TableColumn("error_code", "string"),
+                dg.TableColumn("count", "int"),
+                dg.TableColumn("example", "string", description="one row's error_description"),
+            ]
+        )
+        records = [
+            dg.TableRecord({"error_reason": r, "error_code": c, "count": n,
+                            "example": self.reason_examples.get((c, r), "")})
+            for (c, r), n in self.reasons.most_common()
+        ]  # fmt: skip
         return dg.MetadataValue.table(records, schema)
 
     def _failures_table(self, schema: pa.Schema) -> dg.TableMetadataValue:

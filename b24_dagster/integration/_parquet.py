@@ -55,8 +55,17 @@ class ParquetStreamWriter:
         with contextlib.suppress(Exception):  # object stores have no directories
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = self._tmp.open("wb")
-        self._writer = pq.ParquetWriter(self._handle, self.schema, compression=self._compression)
+        self._writer = pq.ParquetWriter(self._handle, self.file_schema, compression=self._compression)
         return self
+
+    @property
+    def file_schema(self) -> pa.Schema:
+        """The schema of the file (the schema given; a subclass may add derived columns)."""
+        return self.schema
+
+    def to_file(self, table: pa.Table) -> pa.Table:
+        """`table` as written: its columns in the file's order and types."""
+        return table.select(self.schema.names).cast(self.schema)
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
         """Append `table` as one row group (cast to the file's schema; empty tables are skipped)."""
@@ -67,7 +76,7 @@ class ParquetStreamWriter:
             return
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
-        table = table.select(self.schema.names).cast(self.schema)
+        table = self.to_file(table)
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         self.rows += table.num_rows
         self.row_groups += 1

@@ -28,6 +28,7 @@ from upath import UPath
 from b24_dagster.integration._batch_run import (
     RESULT_SCHEMA,
     BatchTally,
+    ResultsWriter,
     SilenceGuard,
     Stopwatch,
     client_stats,
@@ -87,7 +88,7 @@ class SendRun:
     def __post_init__(self) -> None:
         self.schema = results_schema(self.key_name, self.keys.type if self.keys is not None else None)
         self.tally = BatchTally(key_name=self.key_name, max_failures=self.spec.max_failures_shown)
-        self.writer = ParquetStreamWriter(self.path, self.schema)
+        self.writer = ResultsWriter(self.path, self.schema)
         self.guard = SilenceGuard(self.label)
 
     @property
@@ -122,7 +123,7 @@ def plan(run: SendRun) -> None:
     with_unknown = run.spec.reconcile or run.include_unknown
     run.base_map, run.previous, unknown = _redrive_plan(run.path, run.calls, run.keys, run.key_name, with_unknown)
     if unknown is not None and run.spec.reconcile:  # settled by lookups first, never sent blindly
-        unknown = run.reconciled(unknown.cast(run.schema), since_loss=file_age(run.path))
+        unknown = run.reconciled(unknown.select(run.schema.names).cast(run.schema), since_loss=file_age(run.path))
         still = pc.equal(unknown["status"], "unknown")
         run.settled = unknown.filter(pc.invert(still))
         if run.include_unknown:
@@ -397,7 +398,7 @@ def _merge(previous: UPath, resent: list[pa.Table], writer: ParquetStreamWriter,
     new = new.sort_by("command_index")
     new_idx = new["command_index"]
     for batch in iter_parquet_batches(previous):
-        table = pa.Table.from_batches([batch]).cast(schema)
+        table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)  # no error_reason
         mask = pc.is_in(table["command_index"], new_idx)
         if pc.any(mask).as_py():
             replaced = new.filter(pc.is_in(new_idx, table["command_index"]))

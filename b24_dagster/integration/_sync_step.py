@@ -31,6 +31,7 @@ from upath import UPath
 from b24_dagster.integration._batch_run import (
     RESULT_SCHEMA,
     BatchTally,
+    ResultsWriter,
     SilenceGuard,
     Stopwatch,
     client_stats,
@@ -244,7 +245,7 @@ def publish(run: SyncRun) -> dict[str, Any]:
     table = _results_table(run)
     schema = table.schema
     tally = BatchTally(key_name=run.key_name)
-    with ParquetStreamWriter(run.path, schema) as writer:
+    with ResultsWriter(run.path, schema) as writer:
         writer.write(table)
         tally.add(table)
     tally.sent = len(run.statuses)

@@ -23,7 +23,7 @@ KEY = dg.AssetKey(["bitrix24", "lead_import"])
 METADATA_KEYS = {
     "commands", "ok", "error", "not_run", "unknown", "chunks", "failed_chunks", "failure_rate",
     "requests", "retries", "refusals", "throttle_wait_seconds", "duration_seconds",
-    "commands_per_second", "error_codes", "first_failures", "dagster/row_count",
+    "commands_per_second", "error_codes", "error_reasons", "first_failures", "dagster/row_count",
     "dagster/column_schema", "dagster/uri",
 }
 
@@ -73,7 +73,8 @@ def test_import_records_every_row_with_metadata_and_checks(b24_emulator, resourc
     assert result.success  # failed rows do not fail the materialization
 
     table = results(base)
-    assert table.schema == RESULT_SCHEMA.append(pa.field("external_id", pa.string()))
+    assert table.schema == RESULT_SCHEMA.append(pa.field("external_id", pa.string())).append(
+        pa.field("error_reason", pa.string()))  # the contract, the key, then the cause of a failure
     assert table["command_index"].to_pylist() == list(range(120))
     assert table["external_id"].to_pylist() == [f"L{i:04d}" for i in range(120)]
     statuses = table["status"].to_pylist()
@@ -96,7 +97,7 @@ def test_import_records_every_row_with_metadata_and_checks(b24_emulator, resourc
     assert sum(r.data["count"] for r in codes) == 12
     first = mat.metadata["first_failures"].records
     assert [r.data["external_id"] for r in first] == [f"L{i:04d}" for i in range(0, 120, 10)]
-    assert [c.name for c in mat.metadata["dagster/column_schema"].schema.columns][-1] == "external_id"
+    assert [c.name for c in mat.metadata["dagster/column_schema"].schema.columns][-2:] == ["external_id", "error_reason"]
 
     found = checks(result)
     assert not found[FAILURE_RATE_CHECK].passed
@@ -148,7 +149,7 @@ def test_empty_frame_gives_empty_parquet_with_schema(b24_emulator, resources, ba
     result = run(import_assets(leads(0)), resources, instance)
     assert result.success
     table = results(base)
-    assert table.num_rows == 0 and table.schema.names[-1] == "external_id"
+    assert table.num_rows == 0 and table.schema.names[-2:] == ["external_id", "error_reason"]
     assert all(checks(result)[name].passed for name in (FAILURE_RATE_CHECK, UNKNOWN_CHECK))
 
 
