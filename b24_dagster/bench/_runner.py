@@ -61,6 +61,8 @@ def _one_run(portal: BenchPortal, s: Scenario, client: str, repeat: int, workdir
     tag = f"b{uuid.uuid4().hex[:8]}"
     portal.prepare(rate=s.rate, burst=s.burst, seed_deals=s.seed_deals,
                    fault_rate=s.fault_rate, fault_seed=repeat)
+    if s.task == "sync":  # what a sync sends, not the operating budget (issue 14's scenario)
+        portal.emulator.configure(command_cost=0.0, write_cost=0.0)
     run_dir = workdir / f"{s.key}-{client}-{repeat}"
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = {"client": client, "task": s.task, "url": portal.url, "tag": tag, "n": s.n,

@@ -106,7 +106,7 @@ def build_scenarios(sizes: Sizes, selected: set[int], *, full: bool = False,
                  "after commit)", "writes", everyone, n=sizes.faults, rate=sizes.rate,
                  burst=sizes.burst, fault_rate=sizes.fault_rate),
         Scenario("6", 6, f"Sync ({sizes.sync:,} keyed crm.item.add rows synced three times: all new, "
-                 "1% changed, none changed; no limit)", "sync", (SYNC_TRUSTED, SYNC_CHECKED, "fast_bitrix24"),
+                 "1% changed, none changed; no rate limit, no operating-time cost)", "sync", (SYNC_TRUSTED, SYNC_CHECKED, "fast_bitrix24"),
                  n=sizes.sync,
                  note="fast_bitrix24 has no sync: its second run sends every row again (r2), and the "
                       "portal then holds every row twice (duplicated)."),
