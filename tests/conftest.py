@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -41,3 +43,10 @@ def wait_for(condition: Callable[[], Any], what: str, *, timeout: float = 10.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def _own_limits_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test shares client limits (bucket, operating-time balances) only within itself:
+    the session's emulator keeps its port, and a balance left by one test must not pause the next."""
+    monkeypatch.setenv("B24_DAGSTER_STATE_DIR", str(tmp_path_factory.mktemp("limits")))

@@ -81,6 +81,13 @@ class RunStats:
         """The counters as a plain dict (for metadata)."""
         return asdict(self)
 
+    @property
+    def bound_by(self) -> str:
+        """``requests``, ``operating_time`` or ``none``: the limit the run waited on most."""
+        from ._client import bound_by
+
+        return bound_by(self.throttle_wait_seconds, self.operating_wait_seconds)
+
 
 def _validate_all(calls: Any, api_version: int) -> None:
     """Check every command of a list before the first chunk is sent."""

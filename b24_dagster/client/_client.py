@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from ._chunked import ChunkedBatchRun
     from ._results import BatchResult
 
-__all__ = ["Bitrix24Client", "CallResult", "ClientStats", "is_write_method"]
+__all__ = ["Bitrix24Client", "CallResult", "ClientStats", "bound_by", "is_write_method"]
 
 log = logging.getLogger("b24_dagster.client")
 
@@ -91,6 +91,14 @@ class CallResult:
     status: int = 200
 
 
+def bound_by(throttle_wait_seconds: float, operating_wait_seconds: float) -> str:
+    """Which limit held a run back: ``requests`` (the bucket), ``operating_time`` (a method's
+    budget) or ``none`` (neither made it wait), by the seconds waited on each."""
+    if operating_wait_seconds > throttle_wait_seconds:
+        return "operating_time"
+    return "requests" if throttle_wait_seconds > 0 else "none"
+
+
 @dataclass(slots=True)
 class ClientStats:
     """Counters of a client; ``after - before`` gives a run's delta.
@@ -113,6 +121,11 @@ class ClientStats:
     throttle_wait_seconds: float = 0.0
     operating_wait_seconds: float = 0.0
     unknown_outcomes: int = 0
+
+    @property
+    def bound_by(self) -> str:
+        """``requests``, ``operating_time`` or ``none``: the limit the client waited on most."""
+        return bound_by(self.throttle_wait_seconds, self.operating_wait_seconds)
 
     def snapshot(self) -> ClientStats:
         """A frozen copy of the counters now."""
@@ -139,8 +152,9 @@ class Bitrix24Client:
         timeout: ``(connect, read)`` seconds.
         max_retries: Repeats of a failed request, where repeating is safe.
         operating_limit: The portal's operating-time budget per method (seconds per 10 min).
-        share_limits: Share the bucket with other processes on this machine (True: the
-            default folder, see :mod:`._throttle`; a path: that folder; False: in-process).
+        share_limits: Share the bucket and the per-method operating-time balances with other
+            processes on this machine (True: the default folder, see :mod:`._throttle`; a
+            path: that folder; False: in-process).
         verify: TLS verification: True, or the path of a CA bundle (False is refused for
             non-loopback hosts).
         session: A ``requests.Session`` to send through (for custom adapters and tests).
@@ -192,14 +206,16 @@ class Bitrix24Client:
         self._sleep = sleep
         self._bases = {2: self.webhook.v2_base, 3: self.webhook.v3_base}
         self._limiter: RateLimiter | None = None
-        if requests_per_second is not None:
-            state_file = None
+        state_file = None
+        if requests_per_second is not None:  # limits shared only where the portal has them
             if share_limits:
                 folder = None if share_limits is True else share_limits
                 state_file = state_file_for(self.webhook.origin, folder)
             self._limiter = RateLimiter(requests_per_second, burst, state_file=state_file,
                                         clock=clock, sleep=sleep)
-        self._budget = OperatingBudget(operating_limit, clock=clock, sleep=sleep)
+        self._budget = OperatingBudget(
+            operating_limit, clock=clock, sleep=sleep,
+            state_file=state_file.with_suffix(".operating") if state_file is not None else None)
         agent = user_agent or f"b24-dagster/{__version__} python-requests/{requests.__version__}"
         self._transport = Transport(session, timeout=timeout, verify=verify,
                                     max_response_bytes=max_response_bytes, user_agent=agent,
@@ -212,6 +228,7 @@ class Bitrix24Client:
         self._transport.close()
         if self._limiter is not None:
             self._limiter.close()
+        self._budget.close()
 
     def __enter__(self) -> Bitrix24Client:
         return self

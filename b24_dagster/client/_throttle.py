@@ -15,12 +15,18 @@ under ``fcntl.flock``. When sharing is off, the folder is not writable or the pl
 
 :class:`OperatingBudget` tracks each method's ``time.operating`` (seconds of execution used
 in the portal's 10-minute window) and ``operating_reset_at``, and pauses a method before the
-portal would block it with 429 ``OPERATION_TIME_LIMIT``.
+portal would block it with 429 ``OPERATION_TIME_LIMIT``: before each request it plans the
+request's cost (the biggest rise of ``operating`` one request of the method brought) and
+waits for the method's reset when that would not fit under the limit. Processes on one
+machine share it like the bucket: each method's last known balance lives in a small JSON
+file beside the bucket's (``<hash>.operating``), updated under ``fcntl.flock``; the newest
+observation of a method, from whichever process, is the one every process plans with.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -173,39 +179,104 @@ class RateLimiter:
 
 
 class _MethodState:
-    __slots__ = ("estimated", "operating", "reset_at", "step")
+    __slots__ = ("estimated", "operating", "reset_at", "stamp", "step")
 
     def __init__(self) -> None:
         self.operating = 0.0
         self.reset_at: float | None = None
         self.estimated = False  # reset_at is a guess, not the portal's word
         self.step = 0.0
+        self.stamp = 0.0  # when this balance was learned (wall clock), to merge across processes
+
+    def to_list(self) -> list[Any]:
+        return [self.operating, self.reset_at, self.step, self.estimated, self.stamp]
+
+    def load(self, entry: list[Any]) -> None:
+        operating, reset_at, step, estimated, stamp = entry
+        self.operating, self.reset_at, self.estimated, self.stamp = float(operating), reset_at, bool(estimated), stamp
+        self.step = max(self.step, float(step))
 
 
 class OperatingBudget:
     """Per-method operating time, paused before the portal's limit.
 
     A method is paused when its last known ``operating`` is within a margin of ``limit`` and
-    its ``reset_at`` is still ahead. The margin is the larger of ``margin`` and twice the
-    biggest jump in ``operating`` seen for that method in one request (a batch of 50 slow
-    commands can add far more than a plain call), capped at half the limit.
+    its ``reset_at`` is still ahead. The margin is the larger of ``margin`` (at most 2% of
+    the limit) and twice the biggest rise in ``operating`` seen for that method in one request
+    (a batch of 50 slow commands can add far more than a plain call; twice, for two processes
+    planning on one balance), capped at half the limit.
 
     Args:
         limit: The portal's budget in seconds per window (480 on cloud portals).
         margin: The least margin in seconds.
         clock: Wall-clock seconds (``operating_reset_at`` is a unix time).
         sleep: How to wait.
+        state_file: A file to share the balances with other processes; None keeps them local.
     """
 
     def __init__(self, limit: float = 480.0, *, margin: float = 5.0,
                  clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 state_file: Path | None = None) -> None:
         self.limit = limit
         self.margin = margin
         self._clock = clock
         self._sleep = sleep
         self._methods: dict[str, _MethodState] = {}
         self._lock = threading.Lock()
+        self._fd: int | None = None
+        self.state_file: Path | None = None
+        if state_file is not None:
+            try:
+                import fcntl  # noqa: F401  (POSIX only)
+
+                state_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self._fd = os.open(state_file, os.O_RDWR | os.O_CREAT, 0o600)
+                self.state_file = state_file
+            except (ImportError, OSError) as exc:
+                log.debug("operating-time state not shared (%s): %s", type(exc).__name__, exc)
+
+    @property
+    def shared(self) -> bool:
+        """True when the balances are shared with other processes through a file."""
+        return self._fd is not None
+
+    def close(self) -> None:
+        """Release the shared state file."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _share(self, changed: Iterable[str] = ()) -> None:
+        """Take the other processes' newer balances, and give them ours of ``changed``."""
+        fd = self._fd
+        if fd is None:
+            return
+        import fcntl
+
+        changed = tuple(changed)
+        fcntl.flock(fd, fcntl.LOCK_EX if changed else fcntl.LOCK_SH)
+        try:
+            raw = os.pread(fd, max(os.fstat(fd).st_size, 1), 0)
+            try:
+                shared = json.loads(raw) if raw.strip() else {}
+            except ValueError:  # a damaged file: start over
+                shared = {}
+            if not isinstance(shared, dict):
+                shared = {}
+            with self._lock:
+                for method, entry in shared.items():
+                    state = self._methods.get(method)
+                    if isinstance(entry, list) and len(entry) == 5 and (state is None or entry[4] > state.stamp):
+                        self._state(method).load(entry)
+                if changed:
+                    for method in changed:
+                        shared[method] = self._state(method).to_list()
+                    data = json.dumps(shared, separators=(",", ":")).encode()
+                    os.pwrite(fd, data, 0)
+                    os.ftruncate(fd, len(data))
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _state(self, method: str) -> _MethodState:
         state = self._methods.get(method)
@@ -215,15 +286,17 @@ class OperatingBudget:
 
     def pause_needed(self, methods: Iterable[str]) -> float:
         """Seconds to wait before any of ``methods`` may run (0 when none is near its limit)."""
+        self._share()
         if not self._methods:
             return 0.0
         now = self._clock()
         wait = 0.0
+        least = min(self.margin, self.limit * 0.02)
         for method in methods:
             state = self._methods.get(method)
             if state is None or state.reset_at is None:
                 continue
-            margin = min(max(self.margin, 2 * state.step), self.limit / 2)
+            margin = min(max(least, 2 * state.step), self.limit / 2)
             if state.operating >= self.limit - margin and state.reset_at > now:
                 wait = max(wait, state.reset_at - now + 1.0)
         return wait
@@ -237,6 +310,8 @@ class OperatingBudget:
         log.info("operating-time budget nearly used: pausing %s for %.1f s",
                  ", ".join(sorted(set(methods))), wait)
         self._sleep(wait)
+        self._share()
+        reset = []
         with self._lock:
             for method in methods:  # the next answer tells us the new balance
                 state = self._methods.get(method)
@@ -244,6 +319,10 @@ class OperatingBudget:
                         and state.reset_at <= self._clock():
                     state.operating = 0.0
                     state.reset_at = None
+                    state.stamp = self._clock()
+                    reset.append(method)
+        if reset:
+            self._share(reset)
         return wait
 
     def observe(self, method: str, time_obj: Any) -> None:
@@ -259,9 +338,11 @@ class OperatingBudget:
             if operating > state.operating:
                 state.step = max(state.step, operating - state.operating)
             state.operating = float(operating)
+            state.stamp = self._clock()
             if isinstance(reset_at, int | float):
                 state.reset_at = float(reset_at)
                 state.estimated = False
+        self._share((method,))
 
     def observe_batch(self, keys_to_methods: Mapping[str, str], result_time: Any,
                       result_error: Any = None) -> int:
@@ -288,6 +369,8 @@ class OperatingBudget:
             pairs, lookup = (), _identity
         durations: dict[str, float] = {}
         latest: dict[str, dict[str, Any]] = {}
+        first: dict[str, dict[str, Any]] = {}
+        seen: dict[str, int] = {}
         for key, time_obj in pairs:
             method = lookup(key)
             if method is None or type(time_obj) is not dict:
@@ -295,14 +378,24 @@ class OperatingBudget:
             duration = time_obj.get("duration")
             if type(duration) is float or type(duration) is int:
                 durations[method] = durations.get(method, 0.0) + duration
+            if method not in latest:
+                first[method] = time_obj
             latest[method] = time_obj
+            seen[method] = seen.get(method, 0) + 1
         if latest:
+            now = self._clock()
             with self._lock:
                 for method, time_obj in latest.items():
                     state = self._state(method)
                     total = durations.get(method, 0.0)
-                    state.step = max(state.step, total)
                     operating = time_obj.get("operating")
+                    start = first[method].get("operating")
+                    n = seen[method]
+                    if n > 1 and isinstance(operating, int | float) and isinstance(start, int | float):
+                        # the rise over the request's commands of the method: what it costs
+                        total = max(total, (operating - start) * n / (n - 1))
+                    state.step = max(state.step, total)
+                    state.stamp = now
                     if isinstance(operating, int | float):
                         state.operating = float(operating)
                         reset_at = time_obj.get("operating_reset_at")
@@ -314,6 +407,7 @@ class OperatingBudget:
                         if state.reset_at is None:
                             state.reset_at = self._clock() + 60.0
                             state.estimated = True
+            self._share(latest)
         blocked = 0
         for key, err in _section_items(result_error):
             if isinstance(err, Mapping) and err.get("error") == "OPERATION_TIME_LIMIT":
@@ -341,11 +435,13 @@ class OperatingBudget:
                     and not state.estimated:
                 reset_at = state.reset_at
             state.estimated = False
+            state.stamp = now
             if reset_at is None or reset_at <= now:
                 # pause_needed waits 1 s past a reset: the fallback is the whole wait
                 state.reset_at = now + fallback - 1.0
             else:
                 state.reset_at = float(reset_at)
+        self._share((method,))
 
 
 def _identity(key: Any) -> Any:
