@@ -73,13 +73,16 @@ def test_demo_command_runs_the_whole_pipeline(b24_emulator: Any, tmp_path: Path)
         by_stage = con.execute("select sum(deals) from deals_by_stage_month").fetchone()
         reasons = dict(
             con.execute(
-                "select error_reason, sum(failed_commands)::int"
+                "select error_category, sum(failed_commands)::int"
                 " from import_failures_by_error_code group by 1"
             ).fetchall()
         )
         stale = [r[0] for r in con.execute("select deal_id from stale_deals").fetchall()]
     assert by_stage == (SEEDED_DEALS,)
     assert reasons == dict(Counter(REFUSED.values()))
+    with duckdb.connect(str(duckdb_file), read_only=True) as con:  # three causes, in the file's words
+        texts = dict(con.execute("select error_reason, error_category from import_failures_by_error_code").fetchall())
+    assert set(texts.values()) == set(REFUSED.values()) and len(texts) == 3
     assert stale  # seeded deals date from 2024: every open one is stale
 
     # The write-back flagged exactly the stale deals in the portal.

@@ -12,6 +12,8 @@ select
     coalesce(nullif(error_code, ''), case when status = 'ok' then null else '(empty)' end)
                                         as error_code,
     error_description,
+    -- The file's cause of a failure: the description with its values stripped.
+    error_reason,
     case
         when status = 'ok' then null
         when status in ('not_run', 'unknown') then status
@@ -20,5 +22,5 @@ select
         when error_description ilike '%does not exist%' then 'unknown_status'
         when error_description ilike '%invalid value%' then 'invalid_value'
         else 'other'
-    end                                 as error_reason
+    end                                 as error_category
 from {{ source('bitrix24', 'lead_import') }}
