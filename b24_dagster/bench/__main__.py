@@ -33,8 +33,8 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m b24_dagster.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", default="1,2,3,4,5,6",
-                   help="comma-separated scenario numbers (default: all, 1-6)")
+    p.add_argument("--scenario", default="1,2,3,4,5,6,7,8,9",
+                   help="comma-separated scenario numbers (default: all, 1-9)")
     p.add_argument("--repeat", type=int, default=3, help="runs per client (default 3)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     p.add_argument("--full", action="store_true",
@@ -76,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         print(f"error: --scenario takes numbers like 1,2 (got {args.scenario!r})", file=sys.stderr)
         return 2
-    if args.repeat < 1 or not selected <= {1, 2, 3, 4, 5, 6}:
-        print("error: --repeat must be >= 1 and scenarios 1-6", file=sys.stderr)
+    if args.repeat < 1 or not selected <= set(range(1, 10)):
+        print("error: --repeat must be >= 1 and scenarios 1-9", file=sys.stderr)
         return 2
     sizes = _sizes(args)
     machine = machine_info()

@@ -28,6 +28,7 @@ def _client(spec: dict[str, Any]) -> Client:
 def writes(spec: dict[str, Any]) -> dict[str, Any]:
     """``call_batches([client.crm.item.add(...), ...])``."""
     client = _client(spec)
+    started = time.time()
     t0 = time.perf_counter()
     requests = [client.crm.item.add(p["entityTypeId"], p["fields"])
                 for p in add_params(spec["tag"], int(spec["n"]))]
@@ -36,7 +37,7 @@ def writes(spec: dict[str, Any]) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     ok = len(result.result) if hasattr(result, "result") else len(result)
     errors = len(getattr(result, "result_error", None) or ())
-    return {"wall_s": wall, "commands": len(requests), "ok": ok, "failed": errors}
+    return {"wall_s": wall, "started_unix": started, "commands": len(requests), "ok": ok, "failed": errors}
 
 
 def export(spec: dict[str, Any]) -> dict[str, Any]:

@@ -32,11 +32,12 @@ def writes(spec: dict[str, Any]) -> dict[str, Any]:
     """``call("crm.item.add", items)``."""
     bx = _client(spec)
     items = list(add_params(spec["tag"], int(spec["n"])))
+    started = time.time()
     t0 = time.perf_counter()
     results = bx.call("crm.item.add", items)
     wall = time.perf_counter() - t0
     ok = sum(1 for r in results if r)
-    return {"wall_s": wall, "commands": len(items), "ok": ok, "failed": len(items) - ok}
+    return {"wall_s": wall, "started_unix": started, "commands": len(items), "ok": ok, "failed": len(items) - ok}
 
 
 def export(spec: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ _ROW_GROUP = 10_000
 def _client(spec: dict[str, Any]) -> Bitrix24Client:
     rate = spec.get("rate") or None
     return Bitrix24Client(spec["url"], requests_per_second=rate, burst=int(spec.get("burst", 50)),
-                          share_limits=False)
+                          share_limits=False, operating_limit=float(spec.get("operating_limit") or 480.0))
 
 
 def _status_counts(table: pa.Table) -> dict[str, int]:
@@ -38,19 +38,26 @@ def _status_counts(table: pa.Table) -> dict[str, int]:
 
 
 def writes(spec: dict[str, Any]) -> dict[str, Any]:
-    """``crm.item.add`` x n through ``batch_by_chunk``, every outcome as Arrow."""
+    """``crm.item.add`` x n through ``batch_by_chunk`` (``bulk_import=True`` for the bulk
+    client: 20 a ``crm.item.batchImport`` call), every outcome as Arrow."""
+    from ._scenarios import OURS_BULK
+
+    started = time.time()
     t0 = time.perf_counter()
     with _client(spec) as client:
         calls = [("crm.item.add", p) for p in add_params(spec["tag"], int(spec["n"]))]
-        run = client.batch_by_chunk(calls, halt_on_error=False)
+        run = client.batch_by_chunk(calls, halt_on_error=False, bulk_import=spec["client"] == OURS_BULK)
         table = run.to_arrow()
         wall = time.perf_counter() - t0
         status = _status_counts(table)
         stats = client.stats
-    return {"wall_s": wall, "commands": table.num_rows, "ok": status.get("ok", 0),
+    return {"wall_s": wall, "started_unix": started, "commands": table.num_rows, "ok": status.get("ok", 0),
             "failed": status.get("error", 0) + status.get("not_run", 0),
             "unknown": status.get("unknown", 0), "client_requests": stats.requests,
-            "client_refused": stats.refused, "client_retries": stats.retries}
+            "client_refused": stats.refused, "client_retries": stats.retries,
+            "client_blocked": stats.blocked, "throttle_wait_s": stats.throttle_wait_seconds,
+            "operating_wait_s": stats.operating_wait_seconds,
+            "bound_by_operating": int(stats.bound_by == "operating_time")}
 
 
 def _typed(rows: list[dict[str, Any]]) -> pa.Table:

@@ -8,7 +8,16 @@ from dataclasses import asdict
 from typing import Any
 
 from ._runner import RunRecord
-from ._scenarios import OURS, OURS_DAGSTER, SYNC_CHECKED, SYNC_TRUSTED, Scenario, bucket_minimum
+from ._scenarios import (
+    OURS,
+    OURS_BULK,
+    OURS_DAGSTER,
+    SYNC_CHECKED,
+    SYNC_TRUSTED,
+    Scenario,
+    bucket_minimum,
+    requests_minimum,
+)
 
 __all__ = ["COLUMNS", "aggregate", "markdown", "ratios", "targets"]
 
@@ -21,7 +30,10 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                ("refused", "refused", "{:.0f}"), ("created", "created", "{:.0f}"),
                ("failed", "failed", "{:.0f}"), ("unknown", "reported unknown", "{:.0f}"),
                ("faults_injected", "faults injected", "{:.0f}"),
-               ("duplicated", "duplicated", "{:.0f}"), ("lost", "lost", "{:.0f}")],
+               ("duplicated", "duplicated", "{:.0f}"), ("lost", "lost", "{:.0f}"),
+               ("blocked", "blocked", "{:.0f}"), ("wall_over_budget_minimum", "× budget min", "{:.3f}"),
+               ("throttle_wait_s", "waited on bucket s", "{:.1f}"),
+               ("operating_wait_s", "waited on budget s", "{:.1f}")],
     "export": [("wall_s", "wall s", "{:.2f}"), ("server_s", "emulator s", "{:.2f}"),
                ("slowest_answer_s", "slowest answer s", "{:.2f}"),
                ("requests", "requests", "{:.0f}"),
@@ -95,15 +107,25 @@ def ratios(s: Scenario, agg: dict[str, Any]) -> list[str]:
 
 def markdown(s: Scenario, agg: dict[str, Any], repeat: int) -> str:
     """One scenario as a Markdown section: a formula line, the table, the ratios."""
+    limits = ("blocked", "throttle_wait_s", "operating_wait_s")  # the columns of issue 14's scenarios
     cols = [c for c in COLUMNS[s.task]
             if not (c[0] == "wall_over_minimum" and s.rate <= 0)
-            and not (c[0] == "faults_injected" and s.fault_rate <= 0)]
+            and not (c[0] == "faults_injected" and s.fault_rate <= 0)
+            and not (c[0] in limits and s.number < 7)
+            and not (c[0] == "wall_over_budget_minimum" and not s.budget_bound)]
     lines = [f"### {s.key}. {s.title}", ""]
     if s.rate > 0:
-        minimum = bucket_minimum(s.requests_minimum, s.rate, s.burst)
-        lines += [f"Theoretical minimum: (requests − burst) / rate = ({s.requests_minimum} − "
-                  f"{s.burst}) / {s.rate:g} = {minimum:.1f} s (ceil({s.n:,} / 50) = "
-                  f"{s.requests_minimum} requests, the bucket full at the start).", ""]
+        for per in dict.fromkeys(1000 if c == OURS_BULK else 50 for c in s.clients):
+            needed = requests_minimum(s, OURS_BULK if per == 1000 else OURS)
+            minimum = bucket_minimum(needed, s.rate, s.burst)
+            lines += [f"Theoretical minimum{' (bulk import)' if per == 1000 else ''}: (requests − burst) / "
+                      f"rate = ({needed} − {s.burst}) / {s.rate:g} = {minimum:.1f} s (ceil({s.n:,} / "
+                      f"{per:,}) = {needed} requests, the bucket full at the start).", ""]
+    if s.budget_bound:
+        lines += [f"Operating time: {s.n:,} × {s.write_cost:g} s = {s.operating_seconds:g} s against a budget "
+                  f"of {s.operating_limit:g} s per {s.operating_window} s: ceil({s.operating_seconds:g} / "
+                  f"{s.operating_limit:g}) windows; the budget minimum of each run is counted from its start "
+                  "to the last window's start.", ""]
     if s.task == "export":
         lines += [f"Fewest requests: ceil({s.seed_deals:,} / 2,500) = {s.requests_minimum}.", ""]
     lines.append("| client | " + " | ".join(h for _, h, _ in cols) + " |")
@@ -176,7 +198,19 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
         if share is not None and writes3 is not None:
             out.append(f"S6 ({client}) run 2 ≤ 3% of run 1's requests, run 3 no write: {share:.2%}, "
                        f"{writes3:.0f} writes")
-    for key in ("1", "2", "3", "3-small", "5"):
+    add, bulk = med("7", OURS, "requests"), med("7", OURS_BULK, "requests")
+    if add is not None and bulk is not None:
+        out.append(f"S7 bulk import: {bulk:.0f} requests vs {add:.0f} with crm.item.add; wall "
+                   f"{med('7', OURS_BULK, 'wall_s') or 0:.1f} s vs {med('7', OURS, 'wall_s') or 0:.1f} s; "
+                   f"refused {med('7', OURS_BULK, 'refused') or 0:.0f}, duplicated "
+                   f"{med('7', OURS_BULK, 'duplicated') or 0:.0f}, lost {med('7', OURS_BULK, 'lost') or 0:.0f}")
+    if (x := med("8", OURS_BULK, "requests")) is not None:
+        out.append(f"S8 bulk import at 2/s burst 50: {x:.0f} requests, wall {med('8', OURS_BULK, 'wall_s') or 0:.1f} s "
+                   f"= {med('8', OURS_BULK, 'wall_over_minimum') or 0:.3f}× the bucket minimum")
+    if (x := med("9", OURS, "blocked")) is not None:
+        out.append(f"S9 the budget binds, never blocked: {x:.0f} blocked, wall "
+                   f"{med('9', OURS, 'wall_over_budget_minimum') or 0:.3f}× the budget minimum")
+    for key in ("1", "2", "3", "3-small", "5", "7", "8", "9"):
         errors = results.get(key, {}).get(OURS, {}).get("_errors")
         if errors:
             out.append(f"S{key}: b24-dagster failed a run, so its targets there are not "

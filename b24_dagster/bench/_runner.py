@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._portal_host import BenchPortal
-from ._scenarios import Scenario, bucket_minimum
+from ._scenarios import Scenario, bucket_minimum, budget_minimum, requests_minimum
 from ._workload import EXPORT_SELECT
 
 __all__ = ["RunRecord", "run_scenario"]
@@ -36,6 +36,8 @@ def _timeout(s: Scenario) -> float:
     seconds = 120.0 + s.n * (0.006 if s.task == "sync" else 0.002) + s.seed_deals * 0.00012
     if s.rate > 0:
         seconds += 4 * bucket_minimum(s.requests_minimum, s.rate, s.burst)
+    if s.operating_limit:
+        seconds += 2 * (s.operating_window or 600) * (s.operating_seconds / s.operating_limit + 1)
     return seconds
 
 
@@ -63,10 +65,15 @@ def _one_run(portal: BenchPortal, s: Scenario, client: str, repeat: int, workdir
                    fault_rate=s.fault_rate, fault_seed=repeat)
     if s.task == "sync":  # what a sync sends, not the operating budget (issue 14's scenario)
         portal.emulator.configure(command_cost=0.0, write_cost=0.0)
+    costs = {k: v for k in ("write_cost", "import_cost", "operating_limit", "operating_window")
+             if (v := getattr(s, k)) is not None}
+    if costs:
+        portal.emulator.configure(**costs)
     run_dir = workdir / f"{s.key}-{client}-{repeat}"
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = {"client": client, "task": s.task, "url": portal.url, "tag": tag, "n": s.n,
             "rate": s.rate, "burst": s.burst, "select": EXPORT_SELECT, "out_dir": str(run_dir),
+            "operating_limit": s.operating_limit,
             "result_file": str(run_dir / "result.json")}
     (run_dir / "spec.json").write_text(json.dumps(spec))
     record = RunRecord(s.key, client, repeat)
@@ -99,10 +106,16 @@ def _one_run(portal: BenchPortal, s: Scenario, client: str, repeat: int, workdir
         record.metrics["rows_exact"] = (record.metrics.get("unique") == s.seed_deals
                                         and record.metrics.get("repeated") == 0)
     if s.rate > 0 and "wall_s" in record.metrics:
-        minimum = bucket_minimum(s.requests_minimum, s.rate, s.burst)
+        minimum = bucket_minimum(requests_minimum(s, client), s.rate, s.burst)
         record.metrics["bucket_minimum_s"] = minimum
         if minimum > 0:
             record.metrics["wall_over_minimum"] = record.metrics["wall_s"] / minimum
+    if s.operating_limit and "wall_s" in record.metrics and "started_unix" in record.metrics:
+        minimum = budget_minimum(s.operating_seconds, s.operating_limit, s.operating_window or 600,
+                                 record.metrics["started_unix"])
+        record.metrics["budget_minimum_s"] = minimum
+        if minimum > 0:
+            record.metrics["wall_over_budget_minimum"] = record.metrics["wall_s"] / minimum
     return record
 
 

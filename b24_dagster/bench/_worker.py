@@ -26,6 +26,7 @@ __all__ = ["ADAPTERS", "main"]
 #: client name -> module with ``run(spec) -> dict``.
 ADAPTERS = {
     "b24-dagster": "b24_dagster.bench._client_ours",
+    "b24-dagster bulk": "b24_dagster.bench._client_ours",
     "b24-dagster+dagster": "b24_dagster.bench._client_dagster",
     "fast_bitrix24": "b24_dagster.bench._client_fast",
     "b24pysdk": "b24_dagster.bench._client_b24pysdk",

@@ -66,9 +66,9 @@ def test_quick_bench_writes_table_chart_and_json(tmp_path: Path) -> None:
 
 
 def test_scenario_selection_and_bad_arguments(tmp_path: Path) -> None:
-    bad = subprocess.run([sys.executable, "-m", "b24_dagster.bench", "--scenario", "7"],
+    bad = subprocess.run([sys.executable, "-m", "b24_dagster.bench", "--scenario", "10"],
                          capture_output=True, text=True, timeout=60, check=False)
-    assert bad.returncode == 2 and "scenarios 1-6" in bad.stderr
+    assert bad.returncode == 2 and "scenarios 1-9" in bad.stderr
 
 
 def test_sync_scenario_short_form(tmp_path: Path) -> None:
@@ -85,3 +85,28 @@ def test_sync_scenario_short_form(tmp_path: Path) -> None:
         m = r["metrics"]
         assert r["error"] is None and (m["created"], m["duplicated"], m["lost"]) == (400, 0, 0)
         assert (m["r1_writes"], m["r2_writes"], m["r3_writes"]) == (400, 4, 0)
+
+
+def test_bulk_and_budget_scenarios_short_form(tmp_path: Path) -> None:
+    """Scenarios 7-9 (issue 14) at 2,000 / 3,000 / 500 creates, this project's clients only:
+    bulk import needs 1,000 creates a request, and every create lands once, none refused or
+    blocked (the budget binds only at full size: `python3 dev.py bench --scenario 9`)."""
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "b24_dagster.bench", "--scenario", "7,8,9", "--bulk", "2000", "--bulk-large", "3000",
+         "--heavy", "500", "--repeat", "1", "--clients", "b24-dagster,b24-dagster bulk", "--out", str(out),
+         "--no-jssdk"],
+        capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    runs = json.loads((out / "latest.json").read_text(encoding="utf-8"))["runs"]
+    assert {(r["scenario"], r["client"]) for r in runs} == {
+        ("7", "b24-dagster"), ("7", "b24-dagster bulk"), ("8", "b24-dagster bulk"), ("9", "b24-dagster")}
+    n = {"7": 2000, "8": 3000, "9": 500}
+    for r in runs:
+        m = r["metrics"]
+        assert r["error"] is None and (m["created"], m["duplicated"], m["lost"]) == (n[r["scenario"]], 0, 0)
+        assert m["refused"] == 0 and m["blocked"] == 0
+        bulk = r["client"] == "b24-dagster bulk"
+        assert m["requests"] == -(-n[r["scenario"]] // (1000 if bulk else 50))
+    markdown = (out / "latest.md").read_text(encoding="utf-8")
+    assert "Theoretical minimum (bulk import)" in markdown and "× budget min" in markdown
