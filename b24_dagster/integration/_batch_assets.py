@@ -16,6 +16,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from b24_dagster.integration._asset_meta import definition_metadata, table_name
 from b24_dagster.integration._batch_core import BatchSpec, RowFunction, run_batch_step
 from b24_dagster.integration._storage import Bitrix24Storage
 from b24_dagster.integration._sync import SyncOptions, run_sync, sync_spec_of
@@ -76,7 +77,7 @@ def _spec(method: str | None, **kwargs: Any) -> BatchSpec:
     return BatchSpec(method=method, **kwargs)
 
 
-def _checks(key: dg.AssetKey, threshold: float) -> list[dg.AssetCheckSpec]:
+def _checks(key: dg.AssetKey, threshold: float, block_on_unknown: bool = False) -> list[dg.AssetCheckSpec]:
     return [
         dg.AssetCheckSpec(
             FAILURE_RATE_CHECK,
@@ -86,7 +87,9 @@ def _checks(key: dg.AssetKey, threshold: float) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             UNKNOWN_CHECK,
             asset=key,
-            description="No command has an unknown outcome (sent, but its answer was lost).",
+            description="No command has an unknown outcome (sent, but its answer was lost)."
+            + (" Blocking: downstream assets of the run do not run when it fails." if block_on_unknown else ""),
+            blocking=block_on_unknown,
         ),
     ]
 
@@ -154,6 +157,7 @@ def build_bitrix24_batch_asset(
     lock_wait_seconds: float = 0.0,
     match_by: Literal["EMAIL", "PHONE"] | None = None,
     failure_rate_threshold: float = 0.05,
+    block_on_unknown: bool = False,
     max_failures_shown: int = 20,
     log_every_chunks: int | None = None,
     key_prefix: Sequence[str] = ("bitrix24",),
@@ -218,6 +222,9 @@ def build_bitrix24_batch_asset(
             phone (`crm.duplicate.findbycomm`) instead of a key field; `key_column` still names
             the rows in the results and the state.
         failure_rate_threshold: the WARN check fails above this share of failed rows.
+        block_on_unknown: make `no_unknown_outcomes` a blocking check: when a command's outcome
+            is unknown, the assets downstream of this one in the same run (a dbt model reading
+            the results) are not run.
         max_failures_shown: rows of the `first_failures` metadata table.
         log_every_chunks: progress log interval (default: every chunk up to 100 chunks).
         translator: a `Bitrix24Translator` to change keys, groups, metadata, tags, kinds.
@@ -281,14 +288,14 @@ def build_bitrix24_batch_asset(
             ).metadata  # fmt: skip
         return dg.MaterializeResult(
             asset_key=spec.key,
-            metadata=metadata,
+            metadata={**metadata, "dagster/table_name": table_name(spec.key)},
             check_results=_check_results(spec.key, metadata, failure_rate_threshold),
         )
 
     decorator = dg.asset(
         key=spec.key, ins=ins, description=spec.description, group_name=spec.group_name,
-        metadata=dict(spec.metadata), tags=dict(spec.tags), kinds=set(spec.kinds),
-        owners=list(spec.owners), check_specs=_checks(spec.key, failure_rate_threshold),
+        metadata=definition_metadata(spec), tags=dict(spec.tags), kinds=set(spec.kinds),
+        owners=list(spec.owners), check_specs=_checks(spec.key, failure_rate_threshold, block_on_unknown),
         partitions_def=partitions_def, required_resource_keys={resource_key, storage_key},
         pool=pool, deps=[d.asset_key for d in spec.deps],
         io_manager_key=storage_key,  # loads the results as a downstream AssetIn (_inputs.py)

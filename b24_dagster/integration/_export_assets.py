@@ -22,21 +22,37 @@ partition run `dagster/partition/portal=<name>` whoever launches it), and the in
 
 # No `from __future__ import annotations`: Dagster reads the compute functions' annotations.
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster._utils.warnings import disable_dagster_warnings
 
+from b24_dagster.integration._asset_meta import column_descriptions, definition_metadata, table_name
 from b24_dagster.integration._batch_run import Stopwatch, client_stats, table_schema_metadata
 from b24_dagster.integration._errors import to_failure
 from b24_dagster.integration._parquet import ParquetStreamWriter, uri_of
 from b24_dagster.integration._storage import Bitrix24Storage
 from b24_dagster.integration._translator import Bitrix24AssetProps, Bitrix24Translator
-from b24_dagster.integration._typing import ColumnTyper, columns_for
+from b24_dagster.integration._typing import ColumnTyper, columns_for, normalize_name
 
-__all__ = ["PORTAL_TAG", "build_bitrix24_export_asset", "build_bitrix24_export_schedule"]
+__all__ = [
+    "IDS_UNIQUE_CHECK",
+    "PORTAL_TAG",
+    "ROWS_PRESENT_CHECK",
+    "build_bitrix24_export_asset",
+    "build_bitrix24_export_schedule",
+]
+
+ROWS_PRESENT_CHECK = "rows_present"
+"""WARN check of an export: the file has at least one row (an incremental day may have none)."""
+IDS_UNIQUE_CHECK = "ids_unique"
+"""ERROR check of an export: no id appears twice in a file (the paging lost no row to a
+duplicate); blocking, so downstream assets of the same run wait for a good file."""
 
 PORTAL_TAG = "bitrix24/portal"
 """The run tag naming a run's portal (limit it to 1 per value in `run_queue`)."""
@@ -109,6 +125,9 @@ def build_bitrix24_export_asset(
     resource_key: str = "bitrix24",
     storage_key: str = "bitrix24_storage",
     pool: str | None = "bitrix24",
+    field_descriptions: Mapping[str, Any] | None = None,
+    freshness_policy: dg.FreshnessPolicy | None = None,
+    checks: bool = True,
 ) -> dg.AssetsDefinition:
     """An asset that exports a Bitrix24 list method to a typed Parquet file.
 
@@ -133,6 +152,14 @@ def build_bitrix24_export_asset(
             descriptions.
         rows_per_row_group: rows buffered per Parquet row group (memory stays bounded).
         translator, key_prefix, resource_key, storage_key, pool: as for the batch asset.
+        field_descriptions: the `*.fields` answer known when the definitions load (the
+            Component keeps it as its state, `dg utils refresh-defs-state`): the asset then
+            shows its columns, types and the portal's titles before any run.
+        freshness_policy: e.g. `dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26))`.
+        checks: the `rows_present` (WARN) and `ids_unique` (ERROR, blocking) checks.
+
+    Partitioned exports have `BackfillPolicy.single_run()`: a partition range (a UI backfill,
+    `dg launch --partition-range`) is one run that writes each partition's file in turn.
 
     Example:
         ```python
@@ -161,17 +188,39 @@ def build_bitrix24_export_asset(
     spec = translator.get_asset_spec(props)
     partitions_def = _partitions(incremental, start_date, timezone, portals)
     zone = ZoneInfo(timezone)
+    known_columns = None
+    if field_descriptions:
+        described = _descriptions(field_descriptions)
+        typer = ColumnTyper(described, columns_for(select, [], described), column_types)
+        known_columns = dg.MetadataValue.table_schema(
+            table_schema_metadata(typer.schema, column_descriptions(described, typer.schema.names)))
+    check_specs = _export_checks(spec.key) if checks else []
 
-    @dg.asset(
+    with disable_dagster_warnings():  # BackfillPolicy is a beta parameter of dg.asset
+        decorator = dg.asset(
         key=spec.key, description=spec.description, group_name=spec.group_name,
-        metadata=dict(spec.metadata), tags=dict(spec.tags), kinds=set(spec.kinds),
-        owners=list(spec.owners), partitions_def=partitions_def, pool=pool,
+        metadata=definition_metadata(spec, **{"dagster/column_schema": known_columns}), tags=dict(spec.tags),
+        kinds=set(spec.kinds), owners=list(spec.owners), partitions_def=partitions_def, pool=pool,
         required_resource_keys={resource_key, storage_key}, deps=[d.asset_key for d in spec.deps],
         io_manager_key=storage_key,  # loads the file as a downstream AssetIn (_inputs.py)
+        check_specs=check_specs, freshness_policy=freshness_policy,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None,
     )  # fmt: skip
+
+    @decorator
     def _export(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        keys: list[Any] = [None] if partitions_def is None else list(context.partition_keys)
+        if len(keys) > 1:
+            context.log.info(f"{name}: {len(keys)} partitions in this run, {keys[0]} ... {keys[-1]}")
+        outcomes = [_export_one(context, key) for key in keys]
+        metadata = outcomes[0][0] if len(outcomes) == 1 else _combined([m for m, _ in outcomes])
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=_export_check_results(spec.key, [i for _, i in outcomes]) if checks else None,
+        )
+
+    def _export_one(context: dg.AssetExecutionContext, key: Any) -> tuple[dict[str, Any], "_Ids"]:
         storage: Bitrix24Storage = getattr(context.resources, storage_key)
-        key = context.partition_key if context.has_partition_key else None
         portal, day = _split_key(key, portals, incremental)
         client = getattr(context.resources, resource_key).get_client(portal)
         call_params: dict[str, Any] = dict(base_params)
@@ -190,11 +239,12 @@ def build_bitrix24_export_asset(
         path = storage.path_for(spec.key, key)
         before = client_stats(client)
         watch = Stopwatch()
+        ids = _Ids(key)
         try:
             descriptions = _field_descriptions(client, fields_method, fields_params, context.log, name)
             rows, pages, writer, typer = _stream(
                 client.iter_list(method, call_params), path, select, descriptions,
-                column_types, rows_per_row_group, context.log, name,
+                column_types, rows_per_row_group, context.log, name, on_table=ids.add,
             )  # fmt: skip
         except dg.Failure:
             raise
@@ -216,16 +266,94 @@ def build_bitrix24_export_asset(
             "duration_seconds": dg.MetadataValue.float(round(duration, 3)),
             "rows_per_second": dg.MetadataValue.float(round(rows / duration, 1) if duration else 0.0),
             "dagster/row_count": rows,
-            "dagster/column_schema": table_schema_metadata(typer.schema),
+            "dagster/column_schema": table_schema_metadata(
+                typer.schema, column_descriptions(descriptions, typer.schema.names)),
             "dagster/uri": uri_of(path),
+            "dagster/table_name": table_name(spec.key),
             **window,
-        }
+        }  # fmt: skip
         if portal:
             metadata["portal"] = portal
         context.log.info(f"{name}: {rows} rows in {pages} pages -> {path}")
-        return dg.MaterializeResult(metadata=metadata)
+        return metadata, ids
 
     return _export
+
+
+class _Ids:
+    """Rows and duplicate ids of one exported file, counted as its row groups are written."""
+
+    def __init__(self, partition: Any) -> None:
+        self.partition = partition
+        self.rows = 0
+        self.column: str | None = None
+        self.seen: set[Any] = set()
+        self.duplicates = 0
+        self.examples: list[Any] = []
+
+    def add(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        if self.column is None:
+            self.column = next((n for n in table.column_names if normalize_name(n) == "id"), "")
+        if not self.column:
+            return
+        for value in pc.drop_null(table[self.column]).to_pylist():
+            if value in self.seen:
+                self.duplicates += 1
+                if len(self.examples) < 10:
+                    self.examples.append(value)
+            else:
+                self.seen.add(value)
+
+
+def _export_checks(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(ROWS_PRESENT_CHECK, asset=key,
+                          description="The export has at least one row (WARN: an incremental day may have none)."),
+        dg.AssetCheckSpec(IDS_UNIQUE_CHECK, asset=key, blocking=True,
+                          description="No id appears twice in an exported file (ERROR, blocking downstream)."),
+    ]  # fmt: skip
+
+
+def _export_check_results(key: dg.AssetKey, files: Sequence[_Ids]) -> list[dg.AssetCheckResult]:
+    rows = sum(f.rows for f in files)
+    empty = [str(f.partition) for f in files if f.rows == 0 and f.partition is not None]
+    duplicates = sum(f.duplicates for f in files)
+    without_id = all(not f.column for f in files)
+    examples = [e for f in files for e in f.examples][:10]
+    return [
+        dg.AssetCheckResult(
+            check_name=ROWS_PRESENT_CHECK, asset_key=key, passed=rows > 0 and not empty,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"rows": rows, **({"empty_partitions": ", ".join(empty[:20])} if empty else {})},
+        ),
+        dg.AssetCheckResult(
+            check_name=IDS_UNIQUE_CHECK, asset_key=key, passed=duplicates == 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"duplicate_ids": duplicates, "id_column": "" if without_id else (files[0].column or ""),
+                      **({"examples": ", ".join(map(str, examples))} if examples else {})},
+            description="no id column: nothing to compare" if without_id else None,
+        ),
+    ]  # fmt: skip
+
+
+_SUMMED = ("rows", "pages", "unparsed_values", "requests", "retries", "refusals", "dagster/row_count")
+
+
+def _combined(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The metadata of a run over several partitions: the counts summed, the last file's rest."""
+    out = dict(parts[-1])
+    for name in _SUMMED:
+        out[name] = sum(int(p.get(name, 0)) for p in parts)
+    seconds = sum(float(getattr(p["duration_seconds"], "value", 0.0)) for p in parts)
+    out["duration_seconds"] = dg.MetadataValue.float(round(seconds, 3))
+    out["rows_per_second"] = dg.MetadataValue.float(round(out["rows"] / seconds, 1) if seconds else 0.0)
+    out["partitions"] = len(parts)
+    for name in ("window_start", "dagster/uri"):
+        out.pop(name, None)
+    if "window_end" in out:
+        out["window_start"] = parts[0].get("window_start")
+    return out
 
 
 def _field_descriptions(
@@ -252,6 +380,7 @@ def _stream(
     group_rows: int,
     log: Any,
     label: str,
+    on_table: Callable[[pa.Table], None] | None = None,
 ) -> tuple[int, int, ParquetStreamWriter, ColumnTyper]:
     """Write the pages as row groups of about `group_rows` rows; returns the counts."""
     typer: ColumnTyper | None = None
@@ -267,7 +396,10 @@ def _stream(
             buffer.extend(page)
             if len(buffer) >= group_rows:
                 assert writer is not None
-                writer.write(typer.table(buffer))
+                table = typer.table(buffer)
+                writer.write(table)
+                if on_table is not None:
+                    on_table(table)
                 rows += len(buffer)
                 buffer = []
                 log.info(f"{label}: {rows} rows written ({count} pages)")
@@ -276,7 +408,10 @@ def _stream(
             writer = ParquetStreamWriter(path, typer.schema).open()
         assert writer is not None
         if buffer:
-            writer.write(typer.table(buffer))
+            table = typer.table(buffer)
+            writer.write(table)
+            if on_table is not None:
+                on_table(table)
             rows += len(buffer)
         writer.close()
     except BaseException:
