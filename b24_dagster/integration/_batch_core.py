@@ -56,6 +56,7 @@ class BatchSpec:
     reconcile: bool = True
     reconcile_field: str | None = None
     reconcile_delay_seconds: float = 10.0
+    bulk_import: bool = False
 
 
 @dataclass

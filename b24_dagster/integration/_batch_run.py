@@ -18,6 +18,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from b24_dagster.client._client import bound_by
 from b24_dagster.client._results import result_schema
 from b24_dagster.integration._parquet import ParquetStreamWriter, uri_of
 
@@ -237,6 +238,8 @@ class BatchTally:
             "throttle_wait_seconds": dg.MetadataValue.float(
                 round(stats.get("throttle_wait_seconds", 0.0) + stats.get("operating_wait_seconds", 0.0), 3)
             ),
+            "operating_wait_seconds": dg.MetadataValue.float(round(stats.get("operating_wait_seconds", 0.0), 3)),
+            "bound_by": bound_by(stats.get("throttle_wait_seconds", 0.0), stats.get("operating_wait_seconds", 0.0)),
             "duration_seconds": dg.MetadataValue.float(round(duration, 3)),
             "commands_per_second": dg.MetadataValue.float(
                 round(self.sent / duration, 1) if duration > 0 else 0.0

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from upath import UPath
 
+from b24_dagster.client._bulk import BULK_CHUNK
 from b24_dagster.integration._batch_run import (
     RESULT_SCHEMA,
     BatchTally,
@@ -97,9 +98,14 @@ class SendRun:
         return len(self.to_send)
 
     @property
+    def chunk(self) -> int:
+        """Commands a chunk: 50, or 1,000 when creates ride `crm.item.batchImport`."""
+        return BULK_CHUNK if self.spec.bulk_import else CHUNK
+
+    @property
     def total_chunks(self) -> int:
         """Chunks of the command set."""
-        return -(-self.n // CHUNK)
+        return -(-self.n // self.chunk)
 
     @property
     def skip(self) -> int:
@@ -141,7 +147,8 @@ def resume(run: SendRun) -> None:
     if not run.journal or not run.n:
         return
     base = run.to_send.digest if isinstance(run.to_send, FrameCommands) else digest_of(run.to_send)
-    run.book = BatchJournal(run.path, digest_of([], f"{base}|{run.mode}|{run.spec.halt_on_error}"))
+    bulk = "|bulk" if run.spec.bulk_import else ""  # other chunk boundaries: another journal
+    run.book = BatchJournal(run.path, digest_of([], f"{base}|{run.mode}|{run.spec.halt_on_error}{bulk}"))
     run.done, run.interrupted = run.book.start()
     others = run.book.unfinished()
     if others:
@@ -166,7 +173,7 @@ def send(run: SendRun) -> None:
         if run.settled is not None and run.settled.num_rows:
             run.resent.append(run.settled)  # merged like the re-sent rows (lookups are in the counts)
         _replay_journal(run)
-        offset = min(run.skip * CHUNK, run.n)
+        offset = min(run.skip * run.chunk, run.n)
         if offset < run.n:
             if run.book is not None and not run.replay:  # a replayed chunk keeps its first marker
                 run.book.sending(run.skip)
@@ -176,7 +183,7 @@ def send(run: SendRun) -> None:
             chunks = run.client.batch_by_chunk(
                 run.to_send[offset:], halt_on_error=run.spec.halt_on_error, request_id=run.request_id,
                 first_chunk=run.skip, reconcile=run.spec.reconcile, reconcile_field=run.spec.reconcile_field,
-                reconcile_delay_seconds=run.spec.reconcile_delay_seconds)  # fmt: skip
+                reconcile_delay_seconds=run.spec.reconcile_delay_seconds, bulk_import=run.spec.bulk_import)  # fmt: skip
             stream_chunks(chunks, keys=run.keys, index_map=index_map, schema=run.schema,
                           on_chunk=lambda table: _on_chunk(run, table))  # fmt: skip
             run.counts.add(chunks.run_stats)
@@ -203,7 +210,7 @@ def _replay_journal(run: SendRun) -> None:
     for part in run.book.parts(run.done):
         _emit(run, part.cast(run.schema), sent=False)
     if run.interrupted is not None and not run.replay:
-        lost = _interrupted_rows(run.to_send, run.base_map, run.keys, run.schema, run.interrupted)
+        lost = _interrupted_rows(run.to_send, run.base_map, run.keys, run.schema, run.interrupted, run.chunk)
         lost = run.reconciled(lost, since_loss=run.book.age(run.interrupted))
         run.book.completed(run.interrupted, lost)
         _emit(run, lost, sent=False)
@@ -275,10 +282,10 @@ def publish(run: SendRun) -> dict[str, Any]:
 
 def _interrupted_rows(
     to_send: Sequence[Any], base_map: Sequence[int] | None, keys: pa.Array | None,
-    schema: pa.Schema, chunk: int,
+    schema: pa.Schema, chunk: int, size: int = CHUNK,
 ) -> pa.Table:
     """`unknown` rows for the commands of a chunk that was in flight when the step stopped."""
-    local = range(chunk * CHUNK, min((chunk + 1) * CHUNK, len(to_send)))
+    local = range(chunk * size, min((chunk + 1) * size, len(to_send)))
     original = [base_map[i] if base_map is not None else i for i in local]
     methods = [c["method"] if isinstance(c, dict) else c[0] for c in (to_send[i] for i in local)]
     columns: dict[str, Any] = {

@@ -94,6 +94,6 @@ def run_sync(*, batch: BatchSpec, sync: SyncSpec, frame: Any, client: Any, path:
         raise dg.Failure(f"{label}: {exc}", allow_retries=False) from None
     run = SyncRun(sync=sync, client=client, path=path, log=log, label=label, calls=calls, keys=key_list,
                   key_name=result_key_name(key_name) or key_name, halt_on_error=batch.halt_on_error,
-                  reconcile_delay_seconds=batch.reconcile_delay_seconds,
+                  reconcile_delay_seconds=batch.reconcile_delay_seconds, bulk_import=batch.bulk_import,
                   request_id=f"{run_id[:8]}-{label}"[:100])  # fmt: skip
     return run_sync_step(run, dry_run=dry_run, owner=run_id, lock_wait_seconds=lock_wait_seconds)

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from upath import UPath
 
+from b24_dagster.client._bulk import BULK_CHUNK
 from b24_dagster.integration._batch_run import (
     RESULT_SCHEMA,
     BatchTally,
@@ -68,6 +69,7 @@ class SyncRun:
     halt_on_error: bool = False
     reconcile_delay_seconds: float = 10.0
     request_id: str | None = None
+    bulk_import: bool = False
     state: SyncState = field(init=False)
     plan: SyncPlan | None = None
     statuses: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -185,7 +187,7 @@ def send(run: SyncRun, lock: StepLock) -> None:
     chunks = run.client.batch_by_chunk(
         plan_.commands, halt_on_error=run.halt_on_error, request_id=run.request_id,
         reconcile=run.sync.key_field is not None, reconcile_field=run.sync.key_field,
-        reconcile_delay_seconds=run.reconcile_delay_seconds)  # fmt: skip
+        reconcile_delay_seconds=run.reconcile_delay_seconds, bulk_import=run.bulk_import)  # fmt: skip
     run.journal.sending(0)
     try:
         stream_chunks(chunks, keys=None, index_map=None, schema=RESULT_SCHEMA,
@@ -201,7 +203,7 @@ def _on_chunk(run: SyncRun, lock: StepLock, table: pa.Table) -> None:
     assert run.plan is not None and run.journal is not None
     _record_chunk(run, run.journal, run.next_chunk, table)
     run.next_chunk += 1
-    if run.next_chunk * CHUNK < len(run.plan.commands):
+    if run.next_chunk * (BULK_CHUNK if run.bulk_import else CHUNK) < len(run.plan.commands):
         run.journal.sending(run.next_chunk)  # the client sends the next chunk when asked for it
     lock.refresh()
 
