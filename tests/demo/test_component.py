@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import dagster as dg
@@ -67,3 +68,21 @@ def test_component_type_is_registered_for_dg() -> None:
 
     modules = {ep.value for ep in entry_points(group="dagster_dg_cli.registry_modules")}
     assert "b24_dagster.components" in modules
+
+
+def test_component_write_with_bulk_import(
+    b24_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bulk_import: true` (crm.item.add): the CSV's 30 deals ride one request of two
+    crm.item.batchImport calls (doc page api-reference/crm/universal/import/crm-item-batch-import.md)."""
+    (tmp_path / "deals.csv").write_text("external_id,title\n" + "".join(f"D{i},Deal {i}\n" for i in range(30)))
+    monkeypatch.setenv("BITRIX24_WEBHOOK_URL", b24_emulator.webhook_url)
+    monkeypatch.setenv("B24_DAGSTER_BASE", str(tmp_path / "data"))
+    component = Bitrix24Component.model_validate({"writes": [{
+        "name": "deal_load", "method": "crm.item.add", "csv": "deals.csv", "key_column": "external_id",
+        "params": {"entityTypeId": 2}, "fields": ["title"], "bulk_import": True}]})  # fmt: skip
+    defs = component.build_defs(SimpleNamespace(path=tmp_path))  # type: ignore[arg-type]  # only .path is read
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance).success
+    assert b24_emulator.counts()["deal"] == 30
+    assert [r.commands for r in b24_emulator.request_log if r.committed] == [2]
