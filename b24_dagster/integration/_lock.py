@@ -7,7 +7,8 @@ The lock lives in the sync folder of the results file (`_sync_state.sync_folder`
   holder dies, however it dies (SIGKILL included), so a crash never leaves it held;
 - on object storage (no locks there), a lease object: written with a random token, read
   back to confirm the token is ours, refreshed as the run goes on, and taken over when older
-  than `lease_seconds` (a holder that died stops refreshing it).
+  than `lease_seconds` (a holder that died stops refreshing it), or at once when its holder
+  ran on this host and its process is gone.
 
 The second execution waits up to `wait_seconds` for the first, then fails with the holder's
 run id, host and start time.
@@ -110,7 +111,8 @@ class StepLock:
 
     def _try_lease(self) -> bool:
         held = self._read()
-        if held and time.time() - float(held.get("refreshed", 0)) < self.lease_seconds:
+        fresh = held and time.time() - float(held.get("refreshed", 0)) < self.lease_seconds
+        if fresh and not _holder_died(held):
             return held.get("token") == self.token
         self._write_lease()
         time.sleep(_POLL_SECONDS)  # a rival that wrote at the same moment: the last write wins
@@ -136,3 +138,20 @@ class StepLock:
         return (f"another execution of this asset and partition is running (run {held.get('owner', '?')} "
                 f"on {held.get('host', '?')}, pid {held.get('pid', '?')}, since {when}); two at once "
                 "would send the same writes twice. Wait for it to finish, or raise lock_wait_seconds.")  # fmt: skip
+
+
+def _holder_died(held: dict[str, Any]) -> bool:
+    """True when the lease was written on this host by a process that is gone (killed, even
+    with SIGKILL): it can be taken over at once instead of after `lease_seconds`. A holder on
+    another host cannot be checked, so its lease is waited out."""
+    if held.get("host") != socket.gethostname() or not isinstance(held.get("pid"), int):
+        return False
+    if held["pid"] == os.getpid():
+        return False
+    try:
+        os.kill(held["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by another user
+        return False
+    return False
