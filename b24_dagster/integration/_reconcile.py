@@ -33,6 +33,7 @@ def reconcile_table(
     counts: ReconcileCounts,
     settle_seconds: float = 0.0,
     sleep: Callable[[float], Any] = time.sleep,
+    send: Callable[[list[tuple[str, Any]]], Any] | None = None,
 ) -> pa.Table:
     """The table with its reconcilable `unknown` rows settled.
 
@@ -44,6 +45,8 @@ def reconcile_table(
         counts: Updated with what was found, re-sent and left.
         settle_seconds: Wait this long before each round of lookups.
         sleep: The wait (a seam for tests).
+        send: How creates that never landed are sent again (bulk runs import them:
+            `b24_dagster.client._bulk.send_bulk`); None: `client.batch`.
     """
     status = table["status"].to_pylist()
     rows = [i for i, st in enumerate(status) if st == "unknown"]
@@ -51,7 +54,7 @@ def reconcile_table(
         return table
     index = table["command_index"].to_pylist()
     settled = reconcile_creates(client, [_split(command_of(index[i])) for i in rows], field=field,
-                                counts=counts, settle_seconds=settle_seconds, sleep=sleep)  # fmt: skip
+                                counts=counts, settle_seconds=settle_seconds, sleep=sleep, send=send)  # fmt: skip
     if not any(settled):
         return table
     results = table["result"].to_pylist()

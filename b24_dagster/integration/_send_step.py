@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from upath import UPath
 
-from b24_dagster.client._bulk import BULK_CHUNK
+from b24_dagster.client._bulk import BULK_CHUNK, send_bulk
 from b24_dagster.integration._batch_run import (
     RESULT_SCHEMA,
     BatchTally,
@@ -118,7 +118,8 @@ class SendRun:
             return table
         settle = max(0.0, self.spec.reconcile_delay_seconds - since_loss)
         return reconcile_table(table, lambda i: self.calls[i], self.client, field=self.spec.reconcile_field,
-                               counts=self.counts, settle_seconds=settle)  # fmt: skip
+                               counts=self.counts, settle_seconds=settle,
+                               send=send_bulk(self.client) if self.spec.bulk_import else None)  # fmt: skip
 
 
 def plan(run: SendRun) -> None:

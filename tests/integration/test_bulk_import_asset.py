@@ -84,3 +84,25 @@ def test_without_the_import_permission_each_row_says_what_to_do(b24_emulator, re
 def test_bulk_import_is_for_crm_item_add_only():
     with pytest.raises(dg.DagsterInvalidDefinitionError, match="crm.item.batchImport"):
         build_bitrix24_batch_asset(name="x", method="crm.lead.add", source="s", fields=["TITLE"], bulk_import=True)
+
+
+def test_an_interrupted_bulk_chunk_is_imported_again_when_missing(b24_emulator):
+    """What a resumed step does with the chunk in flight when it died: lookups by key, then the
+    missing creates imported (30 in one request of two import calls), not sent one by one."""
+    import pyarrow as pa
+
+    from b24_dagster.client._bulk import send_bulk
+    from b24_dagster.integration._reconcile import ReconcileCounts, reconcile_table
+
+    calls = [("crm.item.add", {"entityTypeId": 2, "fields": {"title": f"Deal {i}", "originId": f"D{i:05d}"}})
+             for i in range(30)]  # fmt: skip
+    n = len(calls)
+    table = pa.table({"command_index": pa.array(range(n), pa.int64()), "status": ["unknown"] * n,
+                      "result": pa.nulls(n, pa.string()), "error_code": ["JOURNAL_INTERRUPTED"] * n,
+                      "error_description": pa.nulls(n, pa.string())})  # fmt: skip
+    counts = ReconcileCounts()
+    with Bitrix24Client(b24_emulator.webhook_url, requests_per_second=None, share_limits=False) as client:
+        settled = reconcile_table(table, lambda i: calls[i], client, counts=counts, send=send_bulk(client))
+    assert settled["status"].to_pylist() == ["ok"] * n and (counts.found, counts.resent) == (0, n)
+    assert [r.commands for r in b24_emulator.request_log] == [1, 2]  # one lookup, two import calls
+    assert origins(b24_emulator) == [f"D{i:05d}" for i in range(n)]
