@@ -4,6 +4,7 @@
     python3 dev.py demo     # make .venv, install, run the demo pipeline against the emulator
     python3 dev.py test     # make .venv, install, run the test suite (extra args go to pytest)
     python3 dev.py bench    # make .venv, install, run the benchmarks against the peers
+    python3 dev.py test-pandas2   # make .venv-pandas2 (pandas 2.2), run tests/frames and tests/integration
 
 Each command creates its own virtualenv in `.venv/` and installs what it needs. Both are
 idempotent: a second run reuses the virtualenv and reinstalls only when `pyproject.toml`
@@ -23,10 +24,14 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 
-EXTRAS = {"demo": "ui,dbt", "test": "test", "bench": "bench"}
+EXTRAS = {"demo": "ui,dbt", "test": "test", "bench": "bench", "test-pandas2": "test-pandas2"}
 # An install for a later entry includes everything an earlier one needs (test = ui,dbt,tls + pytest
 # and the peer clients; bench = test + matplotlib, pyinstrument), so `demo` after `test` installs nothing.
-COVERS = {"demo": ("demo", "test", "bench"), "test": ("test", "bench"), "bench": ("bench",)}
+COVERS = {"demo": ("demo", "test", "bench"), "test": ("test", "bench"), "bench": ("bench",),
+          "test-pandas2": ("test-pandas2",)}
+# pandas 2.2 gets a virtualenv of its own, for the tests of the code that knows pandas.
+VENVS = {"test-pandas2": ROOT / ".venv-pandas2"}
+PANDAS2_TESTS = ("tests/frames", "tests/integration")
 
 
 def _run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> int:
@@ -34,25 +39,29 @@ def _run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> in
     return subprocess.call([str(a) for a in args], cwd=ROOT, env=env)
 
 
-def ensure_venv(command: str) -> None:
-    """Create `.venv` and install what `command` needs, unless a stamp says it is there."""
+def ensure_venv(command: str) -> Path:
+    """Create the virtualenv of `command` (`.venv`, or `.venv-pandas2`) and install what it
+    needs, unless a stamp says it is there; returns its python."""
     if sys.version_info < (3, 11):  # noqa: UP036 (dev.py runs on whatever python3 is)
         sys.exit(f"b24-dagster needs Python 3.11 or newer; this is {sys.version.split()[0]}")
-    if not PYTHON.exists():
-        print(f"creating virtualenv in {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    env_dir = VENVS.get(command, VENV)
+    python = env_dir / "bin" / "python"
+    if not python.exists():
+        print(f"creating virtualenv in {env_dir}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
-    if any((VENV / f".installed-{c}-{digest}").exists() for c in COVERS[command]):
-        return
-    pip = [PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    if any((env_dir / f".installed-{c}-{digest}").exists() for c in COVERS[command]):
+        return python
+    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     if _run(*pip, "--upgrade", "pip") != 0:
-        sys.exit("upgrading pip in .venv failed")
+        sys.exit(f"upgrading pip in {env_dir.name} failed")
     if _run(*pip, "-e", f".[{EXTRAS[command]}]") != 0:
-        sys.exit(f"installing b24-dagster[{EXTRAS[command]}] into .venv failed")
-    for old in VENV.glob(".installed-*"):
+        sys.exit(f"installing b24-dagster[{EXTRAS[command]}] into {env_dir.name} failed")
+    for old in env_dir.glob(".installed-*"):
         if not old.name.endswith(digest):
             old.unlink()
-    (VENV / f".installed-{command}-{digest}").touch()
+    (env_dir / f".installed-{command}-{digest}").touch()
+    return python
 
 
 def main(argv: list[str]) -> int:
@@ -60,14 +69,17 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
-    ensure_venv(command)
+    python = ensure_venv(command)
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     if command == "test":
-        return _run(PYTHON, "-m", "pytest", *rest, env=env)
+        return _run(python, "-m", "pytest", *rest, env=env)
+    if command == "test-pandas2":  # default paths unless the arguments name tests
+        paths = () if any(a.startswith("tests") for a in rest) else PANDAS2_TESTS
+        return _run(python, "-m", "pytest", *paths, *rest, env=env)
     if command == "demo":
-        return _run(PYTHON, "-m", "b24_dagster.demo", *rest, env=env)
-    return _run(PYTHON, "-m", "b24_dagster.bench", *rest, env=env)
+        return _run(python, "-m", "b24_dagster.demo", *rest, env=env)
+    return _run(python, "-m", "b24_dagster.bench", *rest, env=env)
 
 
 if __name__ == "__main__":
