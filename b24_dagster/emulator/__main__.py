@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated seconds charged per write command")
     p.add_argument("--import-cost", type=float, default=None,
                    help="simulated seconds charged per record of crm.item.import/batchImport")
+    p.add_argument("--no-import-permission", action="store_true",
+                   help="the webhook's user lacks the CRM import permission (imports: 400 ACCESS_DENIED)")
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     p.add_argument("--scopes", help="comma-separated webhook scopes (default: all)")
     p.add_argument("--state", help="keep the portal in this SQLite file")
@@ -83,6 +85,8 @@ def settings_from_args(args: argparse.Namespace) -> PortalSettings:
         extra["write_cost"] = args.write_cost
     if args.import_cost is not None:
         extra["import_cost"] = args.import_cost
+    if args.no_import_permission:
+        extra["import_permission"] = False
     if args.scopes:
         extra["scopes"] = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
     return PortalSettings(

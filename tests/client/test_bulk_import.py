@@ -117,3 +117,13 @@ def test_a_lost_answer_is_settled_by_key_never_sent_twice(b24_emulator: PortalEm
 def test_bulk_import_is_v2_only(b24_emulator: PortalEmulator) -> None:
     with _client(b24_emulator) as client, pytest.raises(CommandValidationError, match="v2 only"):
         client.batch_by_chunk(_deals(2), api_version=3, bulk_import=True)
+
+
+def test_the_emulators_cost_model_and_permission_from_the_command_line() -> None:
+    from b24_dagster.emulator.__main__ import build_parser, settings_from_args
+
+    settings = settings_from_args(build_parser().parse_args(
+        ["--command-cost", "0.001", "--write-cost", "0.02", "--import-cost", "0.002", "--operating-limit", "20",
+         "--operating-window", "60", "--no-import-permission"]))  # fmt: skip
+    assert (settings.command_cost, settings.write_cost, settings.import_cost) == (0.001, 0.02, 0.002)
+    assert (settings.operating_limit, settings.operating_window, settings.import_permission) == (20.0, 60, False)
