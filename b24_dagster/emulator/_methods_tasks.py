@@ -50,6 +50,8 @@ _FIELDS: list[tuple[str, str, str, str, bool]] = [
     ("accomplices", "ACCOMPLICES", "accomplices", "list", True),
     ("guid", "GUID", "guid", "str", False),
     ("tags", "TAGS", "tags", "strlist", True),
+    # CRM bindings (`L_4`, `D_10`): UF_CRM_TASK on v2 (tasks-task-add.md), crmItemIds on v3
+    ("ufCrmTask", "UF_CRM_TASK", "crmItemIds", "strlist", True),
 ]
 _BY_NAME: dict[str, tuple[str, str, str, str, bool]] = {}
 for _f in _FIELDS:
@@ -104,6 +106,7 @@ def v2_view(ctx: Context, t: dict[str, Any]) -> dict[str, Any]:
         "id": str(t["id"]), "parentId": _s(t.get("parentId")), "title": t["title"],
         "description": t.get("description") or "", "mark": None, "priority": str(t.get("priority", 1)),
         "multitask": "N", "notViewed": "N", "replicate": "N", "stageId": "0",
+        "sprintId": None, "backlogId": None,  # tasks-task-update.md's answer
         "createdBy": str(t["createdBy"]), "createdDate": date("createdDate"),
         "responsibleId": str(t["responsibleId"]), "changedBy": _s(t.get("changedBy")),
         "changedDate": date("changedDate"), "statusChangedBy": None, "closedBy": None,
@@ -121,7 +124,7 @@ def v2_view(ctx: Context, t: dict[str, Any]) -> dict[str, Any]:
         "statusChangedDate": date("changedDate"), "durationPlan": None, "durationType": "days",
         "favorite": "N", "groupId": str(t.get("groupId") or 0), "auditors": auditors,
         "accomplices": accomplices, "checklist": [], "group": [],
-        "ufCrmTask": [], "ufTaskWebdavFiles": [], "ufMailMessage": None,
+        "ufCrmTask": list(t.get("ufCrmTask") or []), "ufTaskWebdavFiles": [], "ufMailMessage": None,
         "creator": _user(ctx, t["createdBy"]), "responsible": _user(ctx, t["responsibleId"]),
         "accomplicesData": {a: _user(ctx, a) for a in accomplices} or [],
         "auditorsData": {a: _user(ctx, a) for a in auditors} or [],
@@ -138,7 +141,7 @@ def v2_view(ctx: Context, t: dict[str, Any]) -> dict[str, Any]:
                                     "userId": ctx.user_id, "createdBy": None, "parentId": None,
                                     "title": "", "sortIndex": None, "displaySortIndex": "",
                                     "isComplete": False, "isImportant": False, "completedCount": 0,
-                                    "members": [], "attachments": []},
+                                    "members": [], "attachments": [], "nodeId": None},
             "action": [], "descendants": []},
         "checkListCanAdd": True,
     }
@@ -166,7 +169,8 @@ def v3_view(ctx: Context, t: dict[str, Any], select: list[str] | None = None) ->
         "matchesWorkTime": False, "addInReport": None, "isMultitask": False, "siteId": "s1",
         "deadlineCount": None, "declineReason": None, "forumTopicId": None,
         "link": f"/company/personal/user/{t['responsibleId']}/tasks/task/view/{t['id']}/",
-        "rights": dict(_V3_RIGHTS), "archiveLink": None, "crmItemIds": [], "requireResult": False,
+        "rights": dict(_V3_RIGHTS), "archiveLink": None, "crmItemIds": list(t.get("ufCrmTask") or []),
+        "requireResult": False,
         "matchesSubTasksTime": False, "autocompleteSubTasks": False, "allowsChangeDatePlan": False,
         "maxDeadlineChangeDate": None, "maxDeadlineChanges": None,
         "requireDeadlineChangeReason": False, "inFavorite": [], "inPin": [], "inGroupPin": [],
@@ -211,7 +215,8 @@ def _coerce(kind: str, value: Any, ctx: Context) -> Any:
     return str(value)
 
 
-def _write_task(ctx: Context, task: dict[str, Any], fields: dict[str, Any], v3: bool) -> None:
+def _write_task(ctx: Context, task: dict[str, Any], fields: dict[str, Any], v3: bool,
+                creating: bool = False) -> None:
     for key, value in fields.items():
         spec = (_BY_V3 if v3 else _BY_NAME).get(str(key)) or (None if v3 else _BY_NAME.get(str(key).upper()))
         if spec is None:
@@ -219,7 +224,10 @@ def _write_task(ctx: Context, task: dict[str, Any], fields: dict[str, Any], v3: 
                 raise v3_error(400, "UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{key}` for entity `TaskDto`")
             continue
         camel, _, v3name, kind, writable = spec
-        if not writable:
+        # The creator is set when a task is made (tasks-task-add-rest-v3.md: `creatorId` is
+        # required, and the example sends it; tasks-task-add.md sends CREATED_BY), and only
+        # then: tasks-task-update-rest-v3.md refuses it ("it cannot be modified").
+        if not writable and not (creating and camel == "createdBy"):
             if v3:
                 raise v3_error(400, "VALIDATION_REQUESTVALIDATIONEXCEPTION",
                                "Error during request object validation",
@@ -243,14 +251,21 @@ def _write_task(ctx: Context, task: dict[str, Any], fields: dict[str, Any], v3: 
             raise ApiError(400, "ERROR_CORE", f"Wrong value of field {spec[1]}<br>") from None
     if not str(task.get("title") or "").strip():
         if v3:
-            raise v3_error(400, "VALIDATION_REQUESTVALIDATIONEXCEPTION", "Error validating request object",
-                           [{"message": "Required field `title` is not specified", "field": "title"}])
+            raise v3_error(400, "VALIDATION_REQUESTVALIDATIONEXCEPTION", "Error during request object validation",
+                           [{"message": "Required field `title` is missing", "field": "title"}])
         raise ApiError(400, "ERROR_CORE", "Task title is not specified<br>")
     if task.get("responsibleId") not in USERS:
-        if v3:
-            raise v3_error(400, "VALIDATION_REQUESTVALIDATIONEXCEPTION", "Error validating request object",
-                           [{"message": "User not found", "field": "responsibleId"}])
+        if v3:  # the texts of tasks-task-add-rest-v3.md and tasks-task-update-rest-v3.md
+            text = ('User specified in the "Executor" field not found' if creating else
+                    'The user specified in the "Responsible" field was not found')
+            raise v3_error(400, "VALIDATION_REQUESTVALIDATIONEXCEPTION", "Error during request object validation",
+                           [{"message": text, "field": "responsibleId"}])
         raise ApiError(400, "ERROR_CORE", "Responsible person not found<br>")
+    if task.get("createdBy") not in USERS:
+        if v3:  # tasks-task-add-rest-v3.md lists an empty description for this one
+            raise v3_error(400, "VALIDATION_REQUESTVALIDATIONEXCEPTION", "Error during request object validation",
+                           [{"message": "", "field": "creatorId"}])
+        raise ApiError(400, "ERROR_CORE", "Creator not found<br>")
     now = int(ctx.now)
     task["changedDate"] = now
     task["changedBy"] = ctx.user_id
@@ -264,7 +279,7 @@ def _add(ctx: Context, fields: dict[str, Any], v3: bool) -> dict[str, Any]:
                             "createdBy": ctx.user_id, "createdDate": now, "status": 2, "priority": 1,
                             "deadline": None, "groupId": 0, "closedDate": None, "auditors": [],
                             "accomplices": [], "guid": "{" + str(uuid.uuid4()) + "}"}
-    _write_task(ctx, task, fields, v3)
+    _write_task(ctx, task, fields, v3, creating=True)
     task["id"] = ctx.store.new_id("task")
     ctx.store.put("task", task["id"], task)
     return task
