@@ -191,11 +191,26 @@ def rest_scope_list(ctx: Context, params: dict[str, Any]) -> Result:
     return Result({"items": sorted(ctx.settings.scopes)})
 
 
+#: The company structure: the root (every user is in it) and three departments under it.
+DEPARTMENTS: list[dict[str, Any]] = [
+    {"ID": "1", "NAME": "Company", "SORT": 500, "UF_HEAD": "1"},
+    {"ID": "2", "NAME": "Sales Department", "SORT": 500, "PARENT": "1"},
+    {"ID": "3", "NAME": "Accounting", "SORT": 500, "PARENT": "1"},
+    {"ID": "4", "NAME": "Marketing and Advertising Department", "SORT": 500, "PARENT": "1"},
+]
+
+
 @method("department.get", "department")
 def department_get(ctx: Context, params: dict[str, Any]) -> Result:
-    """The portal's one department (enough for ``$result[user][UF_DEPARTMENT][0]`` chains)."""
-    wanted = params.get("ID", params.get("id"))
-    rows = [{"ID": "1", "NAME": "Company", "SORT": 500, "UF_HEAD": "1"}]
-    if wanted not in (None, "") and str(wanted) != "1":
-        rows = []
+    """Departments whose fields equal the given ones (``ID``, ``NAME``, ``PARENT``, ``UF_HEAD``,
+    as department-get.md), ordered by ``sort`` (a field, default ``ID``) and ``order``."""
+    rows = list(DEPARTMENTS)
+    for key in ("ID", "NAME", "PARENT", "UF_HEAD"):
+        wanted = params.get(key, params.get(key.lower()))
+        if wanted not in (None, ""):
+            rows = [r for r in rows if str(r.get(key, "")) == str(wanted)]
+    sort = str(params.get("sort") or params.get("SORT") or "ID").upper()
+    desc = str(params.get("order") or params.get("ORDER") or "ASC").upper() == "DESC"
+    numeric = sort in ("ID", "SORT", "PARENT", "UF_HEAD")
+    rows.sort(key=lambda r: (int(r.get(sort) or 0) if numeric else str(r.get(sort, ""))), reverse=desc)
     return Result(rows, total=len(rows))

@@ -192,6 +192,8 @@ def eventlog_field_get(ctx: Context, params: dict[str, Any]) -> Result:
                        [{"field": "name", "message": "Required field `name` is not specified"}])
     for n, t, _, u in _FIELDS:
         if n == name:
-            return Result({"item": _select_keys(_describe(n, t, u), params)})
+            # main-eventlog-field-get.md's example selects seven keys and its answer shows all
+            # eleven: the answer is followed, `select` is accepted and ignored [choice]
+            return Result({"item": _describe(n, t, u)})
     code = "BITRIX_REST_V3_REALISATION_EXCEPTION_FIELDNOTFOUNDEXCEPTION"   # as the page spells it
     raise ApiError(400, code, f"Field `{name}` not found", v3_code=code)

@@ -180,7 +180,10 @@ def v3_view(ctx: Context, t: dict[str, Any], select: list[str] | None = None) ->
     }
     if not select:
         return full
-    out: dict[str, Any] = dict(full) if "*" in select else {}
+    # tasks-task-get-rest-v3.md: `["responsible.name","responsible.email"]` answers the basic
+    # fields with the `responsible` object added; own fields in `select` narrow the answer
+    own = [name for name in select if "." not in name]
+    out: dict[str, Any] = dict(full) if "*" in select or not own else {}
     for name in select:
         if "." in name:
             rel, _, sub = name.partition(".")
@@ -378,9 +381,30 @@ def list_v2(ctx: Context, params: dict[str, Any]) -> Result:
                                  Query(conds, ords, -1 if start < 0 else start, ctx.settings.page_size))
     views = [v2_view(ctx, t) for t in rows]
     if isinstance(select, list) and select and "*" not in select:
-        wanted = {_BY_NAME.get(str(s).upper(), (str(s),))[0] for s in select} | {"id"}
+        wanted = {_BY_NAME.get(str(s).upper(), (str(s),))[0] for s in select} | {"id", "group"}
+        for s in select:
+            wanted.update(_V2_SELECT_ALSO.get(str(s).upper(), ()))
+        extra = params.get("params") if isinstance(params.get("params"), dict) else {}
+        for flag, keys in _V2_LIST_PARAMS.items():
+            if str(extra.get(flag, "")).lower() in ("true", "1", "y"):
+                wanted.update(keys)
         views = [{k: v for k, v in view.items() if k in wanted} for view in views]
     return Result({"tasks": views}, total=total, next=nxt)
+
+
+#: What a v2 list adds to a selected field (tasks-task-list.md's answer: a selected
+#: RESPONSIBLE_ID brings `responsible`, AUDITORS `auditorsData`, ...; `group` always).
+_V2_SELECT_ALSO: dict[str, tuple[str, ...]] = {
+    "MARK": ("mark",), "DESCRIPTION": ("descriptionInBbcode",), "DEADLINE": ("lengthDeadline",),
+    "RESPONSIBLE_ID": ("responsible",), "CREATED_BY": ("creator",),
+    "ACCOMPLICES": ("accomplicesData",), "AUDITORS": ("auditorsData",), "COUNTERS": ("counter",),
+}
+#: The list's `params` flags and the keys they add (tasks-task-list.md).
+_V2_LIST_PARAMS: dict[str, tuple[str, ...]] = {
+    "WITH_RESULT_INFO": ("taskRequireResult", "taskHasOpenResult", "taskHasResult"),
+    "WITH_TIMER_INFO": ("timeElapsed", "timerIsRunningForCurrentUser"),
+    "WITH_PARSED_DESCRIPTION": ("parsedDescription",),
+}
 
 
 # ---- v3 -----------------------------------------------------------------------------------

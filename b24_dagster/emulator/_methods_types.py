@@ -4,13 +4,15 @@ Pages: ``api-reference/crm/universal/user-defined-object-types/crm-type-*.md``. 
 an ``entityTypeId`` (given: an even number from 1030, or 128-192; else the next even one from
 1030), a default category "General" with its stages (:mod:`._spa`), and a table of items that
 ``crm.item.*`` serves with the field set of ``crm-item-fields.md``. The "not found" errors carry
-the number ``0`` as code, as the pages show. Relations are kept as given, ``linkedUserFields``
-and the digital-workplace options are accepted and ignored **[choice]**. Types and their items
+the number ``0`` as code, as the pages show. Relations and ``linkedUserFields`` are kept as given
+(each binding ``Y``/``N``); the digital-workplace options are accepted and ignored, and
+``customSections`` is always empty **[choice]**. Types and their items
 live in memory only, not in the ``--state`` file **[choice]**.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ._filters import FilterError, Schema, compile_filter, compile_order
@@ -50,7 +52,27 @@ def _view(ctx: Context, spa: dict[str, Any]) -> dict[str, Any]:
     out = {k: spa[k] for k in _FIELDS}
     out["createdTime"], out["updatedTime"] = ctx.fmt(spa["createdTime"]), ctx.fmt(spa["updatedTime"])
     out["relations"] = spa["relations"]
+    # crm-type-get.md: the bindings of the type's user field to calendar events and tasks, and
+    # the digital workplaces (none: they are not emulated)
+    out["linkedUserFields"] = dict(spa.get("linkedUserFields") or _linked({}))
+    out["customSections"] = []
     return out
+
+
+_LINKED = ("CALENDAR_EVENT|UF_CRM_CAL_EVENT", "TASKS_TASK|UF_CRM_TASK", "TASKS_TASK_TEMPLATE|UF_CRM_TASK")
+
+
+def _linked(value: Any, current: dict[str, str] | None = None) -> dict[str, str]:
+    """``linkedUserFields`` as crm-type-add.md's answer shows them: every binding ``Y``/``N``."""
+    out = dict(current or dict.fromkeys(_LINKED, "N"))
+    if isinstance(value, dict):
+        out.update({str(k): _yn(v) for k, v in value.items()})
+    return out
+
+
+def _upper(name: str) -> str:
+    """``customSectionId`` -> ``CUSTOM_SECTION_ID`` (the fields' ``upperName``)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()
 
 
 def _fields_param(params: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +114,8 @@ def type_fields(ctx: Context, params: dict[str, Any]) -> Result:
     out = {n: {"type": "boolean" if n in _FLAGS else kinds[_KINDS.get(n, "str")],
                "isRequired": n == "title", "isReadOnly": n in ("id", "createdBy", "createdTime",
                                                                  "updatedTime", "updatedBy"),
-               "isImmutable": n == "entityTypeId", "isMultiple": False, "isDynamic": False, "title": n}
+               "isImmutable": n == "entityTypeId", "isMultiple": False, "isDynamic": False, "title": n,
+               "upperName": _upper(n)}
            for n in _FIELDS}
     return Result({"fields": out})
 
@@ -107,7 +130,8 @@ def type_add(ctx: Context, params: dict[str, Any]) -> Result:
                            "createdBy": ctx.user_id, "entityTypeId": type_id, "customSectionId": None,
                            **{f: _yn(fields.get(f, "Y" if f in _DEFAULT_Y else "N")) for f in _FLAGS},
                            "createdTime": now, "updatedTime": now, "updatedBy": ctx.user_id,
-                           "relations": _relations(fields.get("relations"))}
+                           "relations": _relations(fields.get("relations")),
+                           "linkedUserFields": _linked(fields.get("linkedUserFields"))}
     ref.next_type_id += 1
     ref.types.append(spa)
     entity = spa_entity(type_id)
@@ -138,6 +162,8 @@ def type_update(ctx: Context, params: dict[str, Any]) -> Result:
             spa[flag] = _yn(fields[flag])
     if "relations" in fields:
         spa["relations"] = _relations(fields["relations"])
+    if "linkedUserFields" in fields:
+        spa["linkedUserFields"] = _linked(fields["linkedUserFields"], spa.get("linkedUserFields"))
     spa["updatedTime"], spa["updatedBy"] = float(int(ctx.now)), ctx.user_id
     return Result({"type": _view(ctx, spa)}, wrote=True)
 

@@ -64,6 +64,13 @@ def _enum_items(uf: dict[str, Any], items: Any, ctx: Context) -> None:
         ref.next_enum_id += 1
 
 
+#: Settings a field gets when ``SETTINGS`` leaves them out (crm-deal-userfield-get.md shows
+#: a string field's full set); other types keep what was given **[choice]**.
+_SETTINGS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "string": {"SIZE": 20, "ROWS": 1, "REGEXP": "", "MIN_LENGTH": 0, "MAX_LENGTH": 0, "DEFAULT_VALUE": ""},
+}
+
+
 def _view(uf: dict[str, Any], *, lang_maps: bool) -> dict[str, Any]:
     out = {"ID": str(uf["ID"]), "ENTITY_ID": uf["ENTITY_ID"], "FIELD_NAME": uf["FIELD_NAME"],
            "USER_TYPE_ID": uf["USER_TYPE_ID"], "XML_ID": uf["XML_ID"], "SORT": str(uf["SORT"]),
@@ -118,7 +125,8 @@ def _add(ctx: Context, entity: Entity, params: dict[str, Any]) -> Result:
                           "FIELD_NAME": name, "USER_TYPE_ID": kind, "XML_ID": fields.get("XML_ID"),
                           "SORT": int(fields.get("SORT") or 100),
                           **{k: _yn(fields[k]) if k in fields else v for k, v in _FLAGS.items()},
-                          "SETTINGS": fields.get("SETTINGS") if isinstance(fields.get("SETTINGS"), dict) else {}}
+                          "SETTINGS": {**_SETTINGS_DEFAULTS.get(kind, {}), **(
+                              fields["SETTINGS"] if isinstance(fields.get("SETTINGS"), dict) else {})}}
     if kind == "boolean":
         uf["MULTIPLE"] = "N"   # the page: a yes/no field cannot be multiple
     for key in _LABELS:
