@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -165,9 +165,7 @@ def _predicate(op: str, kind: str, value: Any, tz: int) -> Callable[[Any], bool]
                 wanted.add(_convert(kind, v, tz))
             except (ValueError, TypeError):
                 continue
-        if empty:
-            return lambda x: x is None or x == "" or x in wanted
-        return lambda x: x in wanted
+        return _In(wanted, empty)
     if op in (">", ">=", "<", "<="):
         try:
             bound = _convert(kind, value, tz)
@@ -196,6 +194,53 @@ def _predicate(op: str, kind: str, value: Any, tz: int) -> Callable[[Any], bool]
             return lambda x: False
         return lambda x: x is not None and x != "" and lo <= x <= hi
     raise AssertionError(op)
+
+
+class _In:
+    """Equality with one of `wanted` (and, with `empty`, an empty value): indexable."""
+
+    __slots__ = ("empty", "wanted")
+
+    def __init__(self, wanted: set[Any], empty: bool) -> None:
+        self.wanted, self.empty = wanted, empty
+
+    def __call__(self, x: Any) -> bool:
+        return x in self.wanted or (self.empty and (x is None or x == ""))
+
+
+#: Tables smaller than this are scanned: an index would cost more than it saves.
+INDEX_MIN_ROWS = 2_000
+
+
+def _indexed_ids(table: Table, conds: list[Any]) -> list[int] | None:
+    """The sorted ids that can satisfy an equality / IN condition, from an index of its field
+    (built on first use, rebuilt after writes); None when no condition can use one.
+
+    A lookup of many keys (``{"@ORIGIN_ID": [...50 keys]}``, 50 commands a batch) would
+    otherwise scan the whole table once per command.
+    """
+    if len(table) < INDEX_MIN_ROWS:
+        return None
+    cond = next((c for c in conds if isinstance(c, Condition) and not c.negate
+                 and isinstance(c.test, _In) and not c.test.empty), None)  # fmt: skip
+    if cond is None:
+        return None
+    built = table.indexes.get(cond.field)
+    if built is None or built[0] != table.version:
+        index: dict[Any, list[int]] = {}
+        for id_, row in table.iter_from():
+            value = cond.getter(row)
+            for v in (value if isinstance(value, list) else (value,)):
+                try:
+                    index.setdefault(v, []).append(id_)
+                except TypeError:  # an unhashable value: not indexable, scan instead
+                    return None
+        built = (table.version, index)
+        table.indexes[cond.field] = built
+    ids: set[int] = set()
+    for wanted in cond.test.wanted:
+        ids.update(built[1].get(wanted, ()))
+    return sorted(ids)
 
 
 def split_operator(key: str) -> tuple[str, str]:
@@ -325,7 +370,10 @@ def run_query(table: Table, schema: Schema, q: Query) -> tuple[list[Any], int, i
             return page, total, (offset + size if total > offset + size else None)
         page: list[Any] = []
         seen = 0
-        for _, row in table.iter_from(low, high, descending=descending):
+        indexed = _indexed_ids(table, conds)
+        rows_in_order = (table.iter_from(low, high, descending=descending) if indexed is None
+                         else _rows_of(table, indexed, low, high, descending))  # fmt: skip
+        for _, row in rows_in_order:
             if conds and not all(c(row) for c in conds):
                 continue
             if offset <= seen < offset + size:
@@ -345,6 +393,14 @@ def run_query(table: Table, schema: Schema, q: Query) -> tuple[list[Any], int, i
         return page, 0, None
     nxt = offset + size if len(rows) > offset + size else None
     return page, len(rows), nxt
+
+
+def _rows_of(table: Table, ids: list[int], low: int | None, high: int | None,
+             descending: bool) -> Iterator[tuple[int, Any]]:
+    """(id, row) of the given sorted ids within the bounds, in id order."""
+    chosen = [i for i in ids if (low is None or i >= low) and (high is None or i <= high)]
+    for id_ in (reversed(chosen) if descending else chosen):
+        yield id_, table.rows[id_]
 
 
 def _sort_key(v: Any) -> tuple[bool, Any]:

@@ -34,7 +34,7 @@ TABLE_NAMES = ("lead", "deal", "contact", "company", "task")
 class Table:
     """Rows of one entity type by id, with the ids in ascending order."""
 
-    __slots__ = ("cache", "ids", "name", "next_id", "rows")
+    __slots__ = ("cache", "ids", "indexes", "name", "next_id", "rows", "version")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -43,6 +43,10 @@ class Table:
         self.next_id = 1
         #: Serialized views by id (invalidated on every write of that id).
         self.cache: dict[int, Any] = {}
+        #: Bumped by every write: an index built at another version is stale.
+        self.version = 0
+        #: Indexes of equality lookups, by field: (version built at, value -> ids).
+        self.indexes: dict[str, tuple[int, dict[Any, list[int]]]] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -70,6 +74,7 @@ class Table:
                 bisect.insort(self.ids, id_)
         self.rows[id_] = row
         self.cache.pop(id_, None)
+        self.version += 1
         if id_ >= self.next_id:
             self.next_id = id_ + 1
 
@@ -78,6 +83,7 @@ class Table:
             i = bisect.bisect_left(self.ids, id_)
             del self.ids[i]
         self.cache.pop(id_, None)
+        self.version += 1
 
 
 class Store:
