@@ -2,12 +2,16 @@
 
 A thin layer over the factories of `b24_dagster.integration`: each entry of `exports`
 becomes `build_bitrix24_export_asset` (plus a schedule when it names one), each entry of
-`writes` becomes `build_bitrix24_batch_asset` fed by a CSV file beside the YAML.
+`writes` becomes `build_bitrix24_batch_asset` fed by a CSV file beside the YAML or by an
+upstream asset. A state-backed Component, as dagster-dbt's and dagster-fivetran's are: `dg
+utils refresh-defs-state` asks the portal for each export's field list (`*.fields`) and keeps
+it, so the exports show their columns, types and the portal's titles before any run.
 
 ```yaml
 # defs/crm_sync/defs.yaml
 type: b24_dagster.components.Bitrix24Component
 attributes:
+  webhook_url: "{{ env.BITRIX24_WEBHOOK_URL }}"
   key_prefix: [bitrix24, crm_sync]
   exports:
     - name: companies
@@ -18,17 +22,33 @@ attributes:
       method: crm.contact.add
       csv: contacts.csv
       key_column: external_id     # a sync by ORIGIN_ID: runs any number of times, sends changes
+requirements:
+  env: [BITRIX24_WEBHOOK_URL]
 ```
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import dagster as dg
 import pandas as pd
+from dagster.components.component.state_backed_component import StateBackedComponent
+from dagster.components.utils.defs_state import (
+    DefsStateConfig,
+    DefsStateConfigArgs,
+    ResolvedDefsStateConfig,
+)
+from dagster.components.utils.translation import TranslationFn, TranslationFnResolver
+from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
+from pydantic import BaseModel, create_model
 
 from b24_dagster.integration import (
     Bitrix24AssetProps,
@@ -40,9 +60,18 @@ from b24_dagster.integration import (
     build_bitrix24_export_schedule,
 )
 
-__all__ = ["Bitrix24BatchWrite", "Bitrix24Component", "Bitrix24Export", "shared_resources"]
+__all__ = [
+    "Bitrix24BatchWrite",
+    "Bitrix24Component",
+    "Bitrix24ComponentScaffolder",
+    "Bitrix24Export",
+    "shared_resources",
+]
 
 Plan = Literal["standard", "enterprise", "on_premise"]
+DEFAULT_WEBHOOK = "{{ env.BITRIX24_WEBHOOK_URL }}"
+_ENV_TEMPLATE = re.compile(r"^\s*\{\{\s*env\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @functools.cache
@@ -71,85 +100,173 @@ def shared_resources(
     return {resource_key: _resource(webhook_env, plan), storage_key: _storage()}
 
 
-class Bitrix24Export(dg.Model, dg.Resolvable):
-    """One list method exported to Parquet."""
+def _webhook_env(context: dg.ResolutionContext, value: Any) -> str:
+    """The environment variable named by `{{ env.NAME }}`, kept unresolved: the resource reads
+    it as a `dg.EnvVar` when a run starts, so the URL (whose path holds the secret code) is
+    never part of the definitions or the UI."""
+    text = str(value)
+    found = _ENV_TEMPLATE.match(text)
+    if found:
+        return found.group(1)
+    if _ENV_NAME.match(text):  # a bare variable name, as older instances wrote it
+        return text
+    raise ValueError(
+        "webhook_url must be an environment template such as \"{{ env.BITRIX24_WEBHOOK_URL }}\": "
+        "a webhook URL carries its secret code in its path and must not be written in a YAML file"
+    )
 
-    name: str
-    method: str
-    select: list[str] | None = None
-    filter: dict[str, Any] | None = None
-    entity_type_id: int | None = None
-    incremental: bool = False
-    start_date: str | None = None
-    schedule: str | None = None
-    """A cron expression for a full export (an incremental one runs daily, yesterday's day)."""
+
+class Bitrix24Export(dg.Model, dg.Resolvable):
+    """One list method exported to a typed Parquet file."""
+
+    name: Annotated[str, dg.Resolver.default(description="The asset's name: its key is `[*key_prefix, name]`.")]
+    method: Annotated[str, dg.Resolver.default(description="The list method: crm.deal.list, crm.item.list, tasks.task.list, ...")]
+    select: Annotated[list[str] | None, dg.Resolver.default(description="The fields to export, in column order (default: what the first page has).")] = None
+    filter: Annotated[dict[str, Any] | None, dg.Resolver.default(description="A constant filter, e.g. {CATEGORY_ID: 0}.")] = None
+    entity_type_id: Annotated[int | None, dg.Resolver.default(description="crm.item.list only: 1 lead, 2 deal, 3 contact, 4 company, or a smart process.")] = None
+    incremental: Annotated[bool, dg.Resolver.default(description="Daily partitions, each exporting the rows modified that day.")] = False
+    start_date: Annotated[str | None, dg.Resolver.default(description="First daily partition (incremental), e.g. 2025-01-01.")] = None
+    schedule: Annotated[str | None, dg.Resolver.default(description="A cron expression for a full export (an incremental one runs daily, yesterday's day).")] = None
+    freshness_hours: Annotated[float | None, dg.Resolver.default(description="A freshness policy: the asset is stale when its last materialization is older than this.")] = None
 
 
 class Bitrix24BatchWrite(dg.Model, dg.Resolvable):
-    """One command per row of a CSV file, with every outcome recorded in Parquet."""
+    """One command per row of a CSV file or of an upstream asset, every outcome recorded in Parquet."""
 
-    name: str
-    method: str
-    csv: str
-    """Path of the CSV file, relative to the folder of the `defs.yaml`."""
-    fields: dict[str, str] | list[str] | None = None
-    id_column: str | None = None
-    key_column: str | None = None
-    params: dict[str, Any] | None = None
-    failure_rate_threshold: float = 0.05
-    reconcile_field: str | None = None
-    """The field that identifies a created record (default `ORIGIN_ID` / `originId`): a
-    create whose answer was lost is looked up by it before anything is sent again."""
-    sync: Literal["upsert", "insert", "update", "send"] | None = None
-    """How rows become writes: `upsert` (the default with a key_column and a create method),
-    `insert`, `update`, or `send` (every row as a command, a one-shot load)."""
-    key_field: str | None = None
-    """The portal field that holds the key (default `ORIGIN_ID`, or `originId` on crm.item)."""
-    originator_id: str | None = None
-    """A constant ORIGINATOR_ID that creates carry and matches require."""
-    check_portal: bool = False
-    """Look every row up on the portal instead of trusting the sync state."""
-    delete_missing: bool = False
-    """Delete the records whose keys left the CSV (only those this sync made)."""
-    max_delete_share: float = 0.1
-    """Refuse to delete more than this share of the synced records in one run."""
-    max_attempts: int = 3
-    """Skip a row that failed this many times with the same fields, until it changes."""
-    match_by: Literal["EMAIL", "PHONE"] | None = None
-    """Match leads, contacts or companies by e-mail or phone instead of a key field."""
-    bulk_import: bool = False
-    """`crm.item.add` only: send the creates 20 a `crm.item.batchImport` call, 1,000 a request.
-    No automation rules start, and the webhook's user needs the CRM "import" permission."""
+    name: Annotated[str, dg.Resolver.default(description="The results asset's name: its key is `[*key_prefix, name]`.")]
+    method: Annotated[str, dg.Resolver.default(description="The write method, e.g. crm.contact.add, crm.deal.update, crm.item.add.")]
+    csv: Annotated[str | None, dg.Resolver.default(description="A CSV file of the rows, relative to this defs.yaml's folder (or `source`).")] = None
+    source: Annotated[str | None, dg.Resolver.default(description="Instead of `csv`: the key of an upstream asset whose value is a DataFrame of the rows, " "e.g. `crm/contacts_clean`.")] = None
+    fields: Annotated[dict[str, str] | list[str] | None, dg.Resolver.default(description="Columns to send: a list (same names) or a mapping column -> Bitrix24 field.")] = None
+    id_column: Annotated[str | None, dg.Resolver.default(description="The column holding the record id (updates).")] = None
+    key_column: Annotated[str | None, dg.Resolver.default(description="The rows' key column: with a create method the write is a sync by it (ORIGIN_ID).")] = None
+    params: Annotated[dict[str, Any] | None, dg.Resolver.default(description="Constant parameters of every command.")] = None
+    failure_rate_threshold: Annotated[float, dg.Resolver.default(description="The failure_rate_below_threshold check (WARN) fails above this share.")] = 0.05
+    block_on_unknown: Annotated[bool, dg.Resolver.default(description="Make no_unknown_outcomes a blocking check: downstream assets (dbt models) of the run " "do not run when a command's outcome is unknown.")] = False
+    reconcile_field: Annotated[str | None, dg.Resolver.default(description="The field that identifies a created record (default ORIGIN_ID / originId): a create whose " "answer was lost is looked up by it before anything is sent again.")] = None
+    sync: Annotated[Literal["upsert", "insert", "update", "send"] | None, dg.Resolver.default(description="How rows become writes: upsert (the default with a key_column and a create method), " "insert, update, or send (every row as a command, a one-shot load).")] = None
+    key_field: Annotated[str | None, dg.Resolver.default(description="The portal field that holds the key (default ORIGIN_ID, or originId on crm.item).")] = None
+    originator_id: Annotated[str | None, dg.Resolver.default(description="A constant ORIGINATOR_ID that creates carry and matches require.")] = None
+    check_portal: Annotated[bool, dg.Resolver.default(description="Look every row up on the portal instead of trusting the sync state.")] = False
+    delete_missing: Annotated[bool, dg.Resolver.default(description="Delete the records whose keys left the rows (only those this sync made).")] = False
+    max_delete_share: Annotated[float, dg.Resolver.default(description="Refuse to delete more than this share of the synced records in one run.")] = 0.1
+    max_attempts: Annotated[int, dg.Resolver.default(description="Skip a row that failed this many times with the same fields, until it changes.")] = 3
+    match_by: Annotated[Literal["EMAIL", "PHONE"] | None, dg.Resolver.default(description="Match leads, contacts or companies by e-mail or phone instead of a key field.")] = None
 
 
-class _Grouped(Bitrix24Translator):
-    def __init__(self, group_name: str | None) -> None:
+class _ComponentTranslator(Bitrix24Translator):
+    def __init__(self, group_name: str | None, translation: TranslationFn[Bitrix24AssetProps] | None) -> None:
         self._group_name = group_name
+        self._translation = translation
 
     def get_group_name(self, props: Bitrix24AssetProps) -> str | None:
         return self._group_name or super().get_group_name(props)
 
+    def get_asset_spec(self, props: Bitrix24AssetProps) -> dg.AssetSpec:
+        spec = super().get_asset_spec(props)
+        return self._translation(spec, props) if self._translation is not None else spec
 
-class Bitrix24Component(dg.Component, dg.Model, dg.Resolvable):
-    """Bitrix24 CRM exports and batch writes, declared in YAML.
+
+def _props_vars(props: Bitrix24AssetProps) -> Mapping[str, Any]:
+    return {"props": props, "name": props.name, "method": props.method, "kind": props.kind, "entity": props.entity}
+
+
+class Bitrix24ComponentScaffolder(dg.Scaffolder):
+    """`dg scaffold defs b24_dagster.components.Bitrix24Component <path>`: a commented example."""
+
+    def scaffold(self, request: dg.ScaffoldRequest) -> None:
+        folder = Path(request.target_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "defs.yaml").write_text(SCAFFOLD_TEMPLATE.replace("<name>", folder.name))
+
+
+@dg.scaffold_with(Bitrix24ComponentScaffolder)
+class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
+    """Bitrix24 CRM exports and batch writes (syncs), declared in YAML.
 
     Every asset key is `[*key_prefix, name]`; keep the prefix distinct from other Bitrix24
-    assets of the same code location. The webhook URL comes from the environment variable
-    `webhook_env` and is never shown in the UI.
+    assets of the same code location. The webhook URL is read from the environment variable
+    of `webhook_url` when a run starts and is never shown in the UI. `dg utils
+    refresh-defs-state` keeps each export's field list (`*.fields`), so its columns and the
+    portal's titles show before any run.
     """
 
-    key_prefix: list[str] = ["bitrix24"]
-    group_name: str | None = None
-    webhook_env: str = "BITRIX24_WEBHOOK_URL"
-    plan: Plan | None = None
-    resource_key: str = "bitrix24"
-    storage_key: str = "bitrix24_storage"
-    exports: list[Bitrix24Export] = []
-    writes: list[Bitrix24BatchWrite] = []
+    webhook_url: Annotated[
+        str,
+        dg.Resolver(
+            _webhook_env,
+            model_field_type=str,
+            inject_before_resolve=False,  # the template is read, not rendered: no URL at load
+            description="The webhook, as an environment template: \"{{ env.BITRIX24_WEBHOOK_URL }}\" (read when a "
+            "run starts, never shown; `dg list env` lists it).",
+            examples=[DEFAULT_WEBHOOK],
+        ),
+    ] = "BITRIX24_WEBHOOK_URL"
+    key_prefix: Annotated[list[str], dg.Resolver.default(description="The first parts of every asset key, e.g. [bitrix24, crm_sync].")] = ["bitrix24"]
+    group_name: Annotated[str | None, dg.Resolver.default(description="The asset group (default: bitrix24).")] = None
+    plan: Annotated[Plan | None, dg.Resolver.default(description="The portal's plan, for the client's pace: standard (2 req/s), enterprise (5 req/s), on_premise.")] = None
+    resource_key: Annotated[str, dg.Resolver.default(description="The resource key of the Bitrix24Resource.")] = "bitrix24"
+    storage_key: Annotated[str, dg.Resolver.default(description="The resource key of the Bitrix24Storage.")] = "bitrix24_storage"
+    exports: Annotated[
+        list[Bitrix24Export], dg.Resolver.default(description="List methods exported to Parquet.")
+    ] = []
+    writes: Annotated[
+        list[Bitrix24BatchWrite],
+        dg.Resolver.default(description="Writes (syncs by key) from a CSV file or an upstream asset."),
+    ] = []
+    translation: Annotated[
+        TranslationFn[Bitrix24AssetProps] | None,
+        TranslationFnResolver(template_vars_for_translation_fn=_props_vars),
+    ] = None
+    defs_state: ResolvedDefsStateConfig = DefsStateConfigArgs(
+        management_type=DefsStateManagementType.LOCAL_FILESYSTEM, refresh_if_dev=False
+    )
 
-    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+    @classmethod
+    def get_model_cls(cls) -> type[BaseModel]:
+        """The YAML schema, with `exports` and `writes` as lists only (not also a template
+        string, as every attribute is by default): a misspelt key in an entry is then named
+        by `dg check` ("'key_colum' was unexpected") instead of "not valid under any of the
+        given schemas"."""
+        model = cls.model()
+        lists = {name: (list[entry.model()], model.model_fields[name])  # type: ignore[valid-type]
+                 for name, entry in (("exports", Bitrix24Export), ("writes", Bitrix24BatchWrite))}  # fmt: skip
+        return create_model(model.__name__, __base__=model, **lists)  # type: ignore[call-overload,no-any-return]
+
+    @property
+    def defs_state_config(self) -> DefsStateConfig:
+        """Local state under the key `Bitrix24Component[<key_prefix>]`, refreshed by `dg utils
+        refresh-defs-state` (not on every load: a load must not need the portal)."""
+        return DefsStateConfig.from_args(self.defs_state, default_key=f"Bitrix24Component[{'/'.join(self.key_prefix)}]")
+
+    def write_state_to_path(self, state_path: Path) -> None:
+        """Ask the portal for each export's field list and write them as JSON."""
+        from b24_dagster import Bitrix24Client
+        from b24_dagster.integration._export_assets import _defaults, _descriptions
+
+        url = os.environ.get(self.webhook_url)
+        if not url:
+            raise dg.DagsterInvalidConfigError(
+                f"Bitrix24Component[{'/'.join(self.key_prefix)}]: set {self.webhook_url} to refresh the "
+                "field lists from the portal", [], None,
+            )  # fmt: skip
+        exports: dict[str, Any] = {}
+        with Bitrix24Client(url, requests_per_second=None if self.plan == "on_premise" else 2.0) as client:
+            for export in self.exports:
+                fields_method = _defaults(export.method)[0]
+                if not fields_method:
+                    continue
+                params = {"entityTypeId": export.entity_type_id} if export.entity_type_id is not None else {}
+                answer = client.call(fields_method, params).result
+                exports[export.name] = {"fields_method": fields_method, "fields": dict(_descriptions(answer))}
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(json.dumps({"version": 1, "exports": exports}, ensure_ascii=False, indent=1))
+
+    def build_defs_from_state(self, context: dg.ComponentLoadContext, state_path: Path | None) -> dg.Definitions:
         """The assets, checks and schedules of this instance, with its resources."""
-        translator = _Grouped(self.group_name)
+        state = json.loads(state_path.read_text()) if state_path is not None and state_path.exists() else {}
+        known = state.get("exports", {})
+        translator = _ComponentTranslator(self.group_name, self.translation)
         common: dict[str, Any] = {
             "key_prefix": tuple(self.key_prefix),
             "translator": translator,
@@ -167,6 +284,10 @@ class Bitrix24Component(dg.Component, dg.Model, dg.Resolvable):
                 entity_type_id=export.entity_type_id,
                 incremental=export.incremental,
                 start_date=export.start_date,
+                field_descriptions=(known.get(export.name) or {}).get("fields"),
+                freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=export.freshness_hours))
+                if export.freshness_hours
+                else None,
                 **common,
             )
             assets.append(asset)
@@ -176,17 +297,18 @@ class Bitrix24Component(dg.Component, dg.Model, dg.Resolvable):
                         asset, cron_schedule=export.schedule or "0 3 * * *"
                     )
                 )
-        for write in self.writes:
+        for index, write in enumerate(self.writes):
             assets.append(
                 build_bitrix24_batch_asset(
                     name=write.name,
                     method=write.method,
-                    source=_csv_loader(context.path / write.csv),
+                    source=_source_of(write, index, context.path),
                     fields=write.fields,
                     id_column=write.id_column,
                     key_column=write.key_column,
                     params=write.params,
                     failure_rate_threshold=write.failure_rate_threshold,
+                    block_on_unknown=write.block_on_unknown,
                     reconcile_field=write.reconcile_field,
                     sync=write.sync,
                     key_field=write.key_field,
@@ -196,17 +318,36 @@ class Bitrix24Component(dg.Component, dg.Model, dg.Resolvable):
                     max_delete_share=write.max_delete_share,
                     max_attempts=write.max_attempts,
                     match_by=write.match_by,
-                    bulk_import=write.bulk_import,
                     **common,
                 )
             )
         resources = shared_resources(
-            self.webhook_env,
+            self.webhook_url,
             self.plan,
             resource_key=self.resource_key,
             storage_key=self.storage_key,
         )
         return dg.Definitions(assets=assets, schedules=schedules, resources=resources)
+
+
+def _source_of(write: Bitrix24BatchWrite, index: int, folder: Path) -> Any:
+    """The write's rows: a CSV loader (the file and its columns checked now) or an asset key."""
+    where = f"writes[{index}] ({write.name})"
+    if (write.csv is None) == (write.source is None):
+        raise ValueError(f"{where}: give exactly one of csv (a file beside defs.yaml) or source (an asset key)")
+    if write.source is not None:
+        return dg.AssetKey.from_user_string(write.source)
+    path = folder / write.csv
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: csv {write.csv!r} does not exist (looked for {path})")
+    header = list(pd.read_csv(path, nrows=0).columns)
+    wanted = {"key_column": write.key_column, "id_column": write.id_column}
+    columns = list(write.fields) if write.fields is not None else []
+    missing = [f"{name} {value!r}" for name, value in wanted.items() if value and value not in header]
+    missing += [f"fields column {c!r}" for c in columns if c not in header]
+    if missing:
+        raise ValueError(f"{where}: {', '.join(missing)} not among the columns of {write.csv} ({', '.join(header)})")
+    return _csv_loader(path)
 
 
 def _csv_loader(path: Path) -> Any:
@@ -217,3 +358,52 @@ def _csv_loader(path: Path) -> Any:
         return frame
 
     return load
+
+
+SCAFFOLD_TEMPLATE = """\
+# A Bitrix24Component: CRM list exports to typed Parquet, and writes (syncs by key) from a CSV
+# file or an upstream asset. Every field: `dg utils inspect-component
+# b24_dagster.components.Bitrix24Component`. The exports' columns and the portal's field
+# titles show before any run once `dg utils refresh-defs-state` has asked the portal.
+type: b24_dagster.components.Bitrix24Component
+
+attributes:
+  # The webhook (https://<portal>/rest/<user>/<code>/), read from the environment when a run
+  # starts; never written here, never shown in the UI.
+  webhook_url: "{{ env.BITRIX24_WEBHOOK_URL }}"
+  key_prefix: [bitrix24, <name>]
+  # plan: standard            # standard (2 req/s), enterprise (5 req/s), on_premise (no limit)
+
+  exports:
+    - name: deals
+      method: crm.deal.list
+      select: [ID, TITLE, STAGE_ID, OPPORTUNITY, CURRENCY_ID, ASSIGNED_BY_ID, DATE_MODIFY]
+      schedule: "0 3 * * *"   # a full export every night
+      freshness_hours: 26     # stale when older than this
+    # - name: leads_daily
+    #   method: crm.lead.list
+    #   incremental: true      # daily partitions: the rows modified each day
+    #   start_date: "2025-01-01"
+
+  # writes:
+  #   - name: contact_sync
+  #     method: crm.contact.add
+  #     csv: contacts.csv      # beside this file; or `source: my/upstream_asset` (a DataFrame)
+  #     key_column: external_id    # a sync by ORIGIN_ID: run it any number of times
+  #     fields: {first_name: NAME, last_name: LAST_NAME, email: EMAIL}
+  #     failure_rate_threshold: 0.05
+  #     block_on_unknown: true     # dbt models downstream wait when an outcome is unknown
+
+  # translation:                   # change any asset's spec; vars: name, method, kind, entity, props
+  #   group_name: crm_raw
+  #   tags: {source: bitrix24}
+
+# post_processing:                 # as for any Component: attributes of selected assets
+#   assets:
+#     - target: "*"
+#       attributes:
+#         owners: [team:crm]
+
+requirements:
+  env: [BITRIX24_WEBHOOK_URL]
+"""
