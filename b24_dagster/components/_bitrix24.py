@@ -152,6 +152,9 @@ class Bitrix24BatchWrite(dg.Model, dg.Resolvable):
     max_delete_share: Annotated[float, dg.Resolver.default(description="Refuse to delete more than this share of the synced records in one run.")] = 0.1
     max_attempts: Annotated[int, dg.Resolver.default(description="Skip a row that failed this many times with the same fields, until it changes.")] = 3
     match_by: Annotated[Literal["EMAIL", "PHONE"] | None, dg.Resolver.default(description="Match leads, contacts or companies by e-mail or phone instead of a key field.")] = None
+    bulk_import: Annotated[bool, dg.Resolver.default(description=(
+        "crm.item.add only: send the creates 20 a crm.item.batchImport call, 1,000 a request. No automation "
+        "rules start, and the webhook's user needs the CRM \"import\" permission."))] = False
 
 
 class _ComponentTranslator(Bitrix24Translator):
@@ -318,6 +321,7 @@ class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
                     max_delete_share=write.max_delete_share,
                     max_attempts=write.max_attempts,
                     match_by=write.match_by,
+                    bulk_import=write.bulk_import,
                     **common,
                 )
             )

@@ -81,7 +81,7 @@ def test_component_write_with_bulk_import(
     component = Bitrix24Component.model_validate({"writes": [{
         "name": "deal_load", "method": "crm.item.add", "csv": "deals.csv", "key_column": "external_id",
         "params": {"entityTypeId": 2}, "fields": ["title"], "bulk_import": True}]})  # fmt: skip
-    defs = component.build_defs(SimpleNamespace(path=tmp_path))  # type: ignore[arg-type]  # only .path is read
+    defs = component.build_defs_from_state(SimpleNamespace(path=tmp_path), None)  # type: ignore[arg-type]  # only .path is read
     with dg.DagsterInstance.ephemeral() as instance:
         assert defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance).success
     assert b24_emulator.counts()["deal"] == 30
