@@ -7,6 +7,7 @@ with its scope, whether it writes, and the API versions it exists in. It raises
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -137,16 +138,92 @@ def user_current(ctx: Context, params: dict[str, Any]) -> Result:
     return Result(user_record(ctx, ctx.user_id))
 
 
+#: What a portal knows of its users beyond ``USERS`` (``SECOND_NAME``, ``PERSONAL_CITY``, ...),
+#: by user id; empty on a new emulator.
+USER_DETAILS: dict[int, dict[str, Any]] = {}
+
+
+def user_get_record(ctx: Context, user_id: int) -> dict[str, Any]:
+    """A user as ``user.get`` shows it: user-get.md's keys (the dates it leaves as ``{}``)."""
+    name, last, email, position = USERS.get(user_id, ("User", str(user_id), "", ""))
+    record: dict[str, Any] = {
+        "ID": str(user_id), "ACTIVE": True, "NAME": name, "LAST_NAME": last, "SECOND_NAME": "",
+        "EMAIL": email, "LAST_LOGIN": ctx.fmt(ctx.now), "DATE_REGISTER": ctx.fmt(1690848000),
+        "TIME_ZONE": "", "IS_ONLINE": "Y", "TIMESTAMP_X": {}, "LAST_ACTIVITY_DATE": {},
+        "PERSONAL_GENDER": "", "PERSONAL_WWW": "", "PERSONAL_BIRTHDAY": "", "PERSONAL_MOBILE": "",
+        "PERSONAL_CITY": "", "WORK_PHONE": "", "WORK_POSITION": position, "UF_EMPLOYMENT_DATE": "",
+        "UF_DEPARTMENT": [1], "USER_TYPE": "employee",
+    }
+    record.update(USER_DETAILS.get(user_id, {}))
+    return record
+
+
+# user-get.md's filter prefixes, longest first
+_USER_OPS = ("!=%", "!%=", "=%", "%=", "!@", "!%", ">=", "<=", "!=", "@", "%", ">", "<", "=", "!")
+
+
+def _like(pattern: str, text: str) -> bool:
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, text, re.I | re.S) is not None
+
+
+def _user_matches(record: dict[str, Any], key: str, value: Any) -> bool:
+    """One condition of user.get's filter (user-get.md's prefixes; strings case-insensitive,
+    a value with ``%`` under no prefix is a pattern, as the page's ``{"NAME": "Iv%"}``
+    **[choice]**; a field users do not have is ignored **[choice]**)."""
+    op = next((o for o in _USER_OPS if key.startswith(o)), "")
+    field = key[len(op):]
+    if field not in record:
+        return True
+    actual = record[field]
+    values = [str(a) for a in (actual if isinstance(actual, list) else [actual])]
+    wanted = [str(w) for w in (value if isinstance(value, list) else [value])]
+    negate = op.startswith("!")
+    base = op.lstrip("!") or "="
+    if base in ("=", "@"):
+        hit = any(_like(w, a) if "%" in w and op == "" else a.lower() == w.lower()
+                  for a in values for w in wanted)
+    elif base == "%":
+        hit = any(w.lower() in a.lower() for a in values for w in wanted)
+    elif base in ("=%", "%="):
+        hit = any(_like(w, a) for a in values for w in wanted)
+    else:
+        def num(v: str) -> Any:
+            return int(v) if v.lstrip("-").isdigit() else v
+        compare = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
+                   "<=": lambda a, b: a <= b}[base]
+        try:
+            hit = any(compare(num(a), num(wanted[0])) for a in values)
+        except TypeError:
+            hit = False
+    return hit != negate
+
+
 @method("user.get", "user_basic")
 def user_get(ctx: Context, params: dict[str, Any]) -> Result:
-    """The portal's users (filter by ``ID`` only), 50 a page."""
-    filt = params.get("filter") or params.get("FILTER") or {}
-    wanted = filt.get("ID") if isinstance(filt, dict) else None
-    ids = sorted(USERS)
-    if wanted is not None:
-        wanted_set = {str(w) for w in (wanted if isinstance(wanted, list) else [wanted])}
-        ids = [i for i in ids if str(i) in wanted_set]
-    return Result([user_record(ctx, i) for i in ids], total=len(ids))
+    """The portal's users by user-get.md: ``filter``/``FILTER`` and top-level fields
+    (``UF_DEPARTMENT``), ``sort``/``order`` (default ``ID`` ascending), ``start``, 50 a page."""
+    filt = params.get("filter") if "filter" in params else params.get("FILTER")
+    conditions = dict(filt) if isinstance(filt, dict) else {}
+    sample = user_get_record(ctx, 1)
+    for key, value in params.items():   # "any parameters from user.add" at the top level too
+        field = key[len(next((o for o in _USER_OPS if key.startswith(o)), "")):]
+        if field in sample and field not in ("SORT", "ORDER"):
+            conditions.setdefault(key, value)
+    rows = [user_get_record(ctx, i) for i in sorted(USERS)]
+    rows = [r for r in rows if all(_user_matches(r, k, v) for k, v in conditions.items())]
+    sort = str(params.get("sort") or params.get("SORT") or "ID").upper()
+    desc = str(params.get("order") or params.get("ORDER") or "ASC").upper() == "DESC"
+    rows.sort(key=lambda r: (int(r["ID"]),) if sort == "ID" else (str(r.get(sort, "")), int(r["ID"])),
+              reverse=desc)
+    try:
+        start = max(int(str(params.get("start") or 0)), 0)
+    except ValueError:
+        start = 0
+    size = ctx.settings.page_size
+    page = rows[start:start + size]
+    nxt = start + size if start + size < len(rows) else None
+    return Result(page, total=len(rows), next=nxt)
 
 
 @method("profile", "")

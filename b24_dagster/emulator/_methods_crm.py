@@ -26,6 +26,7 @@ from ._entities import (
     to_row,
 )
 from ._filters import (
+    Condition,
     FilterError,
     Query,
     compile_filter,
@@ -368,11 +369,42 @@ def _select_fields(entity: Entity, select: Any, item: bool) -> list[Field] | Non
     return [f for f in pool if entity.key(f) in chosen]
 
 
+def _is_group(key: Any, value: Any) -> bool:
+    return str(key).isdigit() and isinstance(value, dict)
+
+
+def _group_test(schema: Any, group: dict[str, Any]) -> Callable[[Any], bool]:
+    """A nested filter of crm-item-list.md (``{"logic": "OR", "0": {...}, "1": {...}}``): its
+    conditions and sub-filters joined by AND, or by OR with ``logic`` ``OR``; any depth."""
+    either = str(group.get("logic", "AND")).upper() == "OR"
+    plain = {k: v for k, v in group.items() if k != "logic" and not _is_group(k, v)}
+    parts: list[Callable[[Any], bool]] = list(compile_filter(schema, plain, strict=True))
+    parts += [_group_test(schema, v) for k, v in group.items() if _is_group(k, v)]
+    if either:
+        return lambda row: any(p(row) for p in parts)
+    return lambda row: all(p(row) for p in parts)
+
+
+def _compile_item_filter(schema: Any, filt: dict[str, Any]) -> list[Condition]:
+    """crm.item's filter: plain conditions, plus nested filters under numeric keys."""
+    if str(filt.get("logic", "AND")).upper() == "OR":
+        groups = {"": filt}
+        plain: dict[str, Any] = {}
+    else:
+        groups = {k: v for k, v in filt.items() if _is_group(k, v)}
+        plain = {k: v for k, v in filt.items() if k != "logic" and k not in groups}
+    conds = compile_filter(schema, plain, strict=True)
+    # a group is one condition over the whole row, on a field name no fast path or index knows
+    conds += [Condition("(group)", lambda row: row, "group", g, _group_test(schema, g), False)
+              for g in groups.values()]
+    return conds
+
+
 def _query(ctx: Context, entity: Entity, params: dict[str, Any], item: bool) -> tuple[list[Any], int, int | None, Any]:
     filt, order, select, start = _list_args(params, item)
     schema = _schema(entity, item, ctx.settings.utc_offset)
     try:
-        conds = compile_filter(schema, filt, strict=item)
+        conds = _compile_item_filter(schema, filt) if item else compile_filter(schema, filt, strict=False)
         ords = compile_order(schema, order, strict=item)
     except FilterError as exc:
         raise ApiError(400, "INVALID_ARG_VALUE",
