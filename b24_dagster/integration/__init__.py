@@ -21,7 +21,9 @@ from b24_dagster.integration._batch_assets import (
     build_bitrix24_batch_op as build_bitrix24_batch_op,
 )
 from b24_dagster.integration._batch_run import RESULT_SCHEMA as RESULT_SCHEMA
+from b24_dagster.integration._export_assets import IDS_UNIQUE_CHECK as IDS_UNIQUE_CHECK
 from b24_dagster.integration._export_assets import PORTAL_TAG as PORTAL_TAG
+from b24_dagster.integration._export_assets import ROWS_PRESENT_CHECK as ROWS_PRESENT_CHECK
 from b24_dagster.integration._export_assets import (
     build_bitrix24_export_asset as build_bitrix24_export_asset,
 )
@@ -41,8 +43,10 @@ from b24_dagster.integration._translator import Bitrix24Translator as Bitrix24Tr
 __all__ = [
     "BASE_ENV",
     "FAILURE_RATE_CHECK",
+    "IDS_UNIQUE_CHECK",
     "PORTAL_TAG",
     "RESULT_SCHEMA",
+    "ROWS_PRESENT_CHECK",
     "UNKNOWN_CHECK",
     "Bitrix24AssetProps",
     "Bitrix24BatchConfig",

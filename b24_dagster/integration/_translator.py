@@ -26,7 +26,7 @@ class Bitrix24AssetProps:
         entity: the CRM entity when known ("deal", "lead", ...), else None.
         key_prefix: the factory's `key_prefix`.
         portals: the portal names of a multi-portal asset (empty for one portal).
-        extra: anything else the caller passed as `translator_extra`.
+        extra: free for a subclass's own data (the factories leave it empty).
     """
 
     name: str

@@ -13,11 +13,12 @@ import pyarrow.parquet as pq
 
 from b24_dagster import Bitrix24Client
 from b24_dagster.integration import (
+    IDS_UNIQUE_CHECK,
+    ROWS_PRESENT_CHECK,
     UNKNOWN_CHECK,
     build_bitrix24_batch_asset,
     build_bitrix24_export_asset,
 )
-from b24_dagster.integration._export_assets import IDS_UNIQUE_CHECK, ROWS_PRESENT_CHECK
 
 SELECT = ["ID", "TITLE", "STAGE_ID", "OPPORTUNITY", "DATE_MODIFY"]
 
