@@ -78,6 +78,7 @@ def test_unknown_outcomes_block_downstream_only_when_asked(b24_emulator, resourc
         table = pq.read_table(base / "bitrix24" / "lead_import.parquet")
         assert set(table["status"].to_pylist()) == {"unknown"}
         ran[block] = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
+        assert result.success is not block  # a failed blocking check fails the step that ran it
     assert "lead_report" in ran[False]
     assert "lead_report" not in ran[True] and "bitrix24/lead_import" in ran[True]
 
