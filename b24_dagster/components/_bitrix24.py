@@ -100,7 +100,7 @@ def shared_resources(
     return {resource_key: _resource(webhook_env, plan), storage_key: _storage()}
 
 
-def _webhook_env(context: dg.ResolutionContext, value: Any) -> str:
+def _webhook_env(context: dg.ResolutionContext | None, value: Any) -> str:
     """The environment variable named by `{{ env.NAME }}`, kept unresolved: the resource reads
     it as a `dg.EnvVar` when a run starts, so the URL (whose path holds the secret code) is
     never part of the definitions or the UI."""
@@ -111,7 +111,7 @@ def _webhook_env(context: dg.ResolutionContext, value: Any) -> str:
     if _ENV_NAME.match(text):  # a bare variable name, as older instances wrote it
         return text
     raise ValueError(
-        "webhook_url must be an environment template such as \"{{ env.BITRIX24_WEBHOOK_URL }}\": "
+        'webhook_url must be an environment template such as "{{ env.BITRIX24_WEBHOOK_URL }}": '
         "a webhook URL carries its secret code in its path and must not be written in a YAML file"
     )
 
@@ -119,46 +119,186 @@ def _webhook_env(context: dg.ResolutionContext, value: Any) -> str:
 class Bitrix24Export(dg.Model, dg.Resolvable):
     """One list method exported to a typed Parquet file."""
 
-    name: Annotated[str, dg.Resolver.default(description="The asset's name: its key is `[*key_prefix, name]`.")]
-    method: Annotated[str, dg.Resolver.default(description="The list method: crm.deal.list, crm.item.list, tasks.task.list, ...")]
-    select: Annotated[list[str] | None, dg.Resolver.default(description="The fields to export, in column order (default: what the first page has).")] = None
-    filter: Annotated[dict[str, Any] | None, dg.Resolver.default(description="A constant filter, e.g. {CATEGORY_ID: 0}.")] = None
-    entity_type_id: Annotated[int | None, dg.Resolver.default(description="crm.item.list only: 1 lead, 2 deal, 3 contact, 4 company, or a smart process.")] = None
-    incremental: Annotated[bool, dg.Resolver.default(description="Daily partitions, each exporting the rows modified that day.")] = False
-    start_date: Annotated[str | None, dg.Resolver.default(description="First daily partition (incremental), e.g. 2025-01-01.")] = None
-    schedule: Annotated[str | None, dg.Resolver.default(description="A cron expression for a full export (an incremental one runs daily, yesterday's day).")] = None
-    freshness_hours: Annotated[float | None, dg.Resolver.default(description="A freshness policy: the asset is stale when its last materialization is older than this.")] = None
+    name: Annotated[
+        str, dg.Resolver.default(description="The asset's name: its key is `[*key_prefix, name]`.")
+    ]
+    method: Annotated[
+        str,
+        dg.Resolver.default(
+            description="The list method: crm.deal.list, crm.item.list, tasks.task.list, ..."
+        ),
+    ]
+    select: Annotated[
+        list[str] | None,
+        dg.Resolver.default(
+            description="The fields to export, in column order (default: what the first page has)."
+        ),
+    ] = None
+    filter: Annotated[
+        dict[str, Any] | None,
+        dg.Resolver.default(description="A constant filter, e.g. {CATEGORY_ID: 0}."),
+    ] = None
+    entity_type_id: Annotated[
+        int | None,
+        dg.Resolver.default(
+            description="crm.item.list only: 1 lead, 2 deal, 3 contact, 4 company, or a smart process."
+        ),
+    ] = None
+    incremental: Annotated[
+        bool,
+        dg.Resolver.default(
+            description="Daily partitions, each exporting the rows modified that day."
+        ),
+    ] = False
+    start_date: Annotated[
+        str | None,
+        dg.Resolver.default(description="First daily partition (incremental), e.g. 2025-01-01."),
+    ] = None
+    schedule: Annotated[
+        str | None,
+        dg.Resolver.default(
+            description="A cron expression for a full export (an incremental one runs daily, yesterday's day)."
+        ),
+    ] = None
+    freshness_hours: Annotated[
+        float | None,
+        dg.Resolver.default(
+            description="A freshness policy: the asset is stale when its last materialization is older than this."
+        ),
+    ] = None
 
 
 class Bitrix24BatchWrite(dg.Model, dg.Resolvable):
     """One command per row of a CSV file or of an upstream asset, every outcome recorded in Parquet."""
 
-    name: Annotated[str, dg.Resolver.default(description="The results asset's name: its key is `[*key_prefix, name]`.")]
-    method: Annotated[str, dg.Resolver.default(description="The write method, e.g. crm.contact.add, crm.deal.update, crm.item.add.")]
-    csv: Annotated[str | None, dg.Resolver.default(description="A CSV file of the rows, relative to this defs.yaml's folder (or `source`).")] = None
-    source: Annotated[str | None, dg.Resolver.default(description="Instead of `csv`: the key of an upstream asset whose value is a DataFrame of the rows, " "e.g. `crm/contacts_clean`.")] = None
-    fields: Annotated[dict[str, str] | list[str] | None, dg.Resolver.default(description="Columns to send: a list (same names) or a mapping column -> Bitrix24 field.")] = None
-    id_column: Annotated[str | None, dg.Resolver.default(description="The column holding the record id (updates).")] = None
-    key_column: Annotated[str | None, dg.Resolver.default(description="The rows' key column: with a create method the write is a sync by it (ORIGIN_ID).")] = None
-    params: Annotated[dict[str, Any] | None, dg.Resolver.default(description="Constant parameters of every command.")] = None
-    failure_rate_threshold: Annotated[float, dg.Resolver.default(description="The failure_rate_below_threshold check (WARN) fails above this share.")] = 0.05
-    block_on_unknown: Annotated[bool, dg.Resolver.default(description="Make no_unknown_outcomes a blocking check: downstream assets (dbt models) of the run " "do not run when a command's outcome is unknown.")] = False
-    reconcile_field: Annotated[str | None, dg.Resolver.default(description="The field that identifies a created record (default ORIGIN_ID / originId): a create whose " "answer was lost is looked up by it before anything is sent again.")] = None
-    sync: Annotated[Literal["upsert", "insert", "update", "send"] | None, dg.Resolver.default(description="How rows become writes: upsert (the default with a key_column and a create method), " "insert, update, or send (every row as a command, a one-shot load).")] = None
-    key_field: Annotated[str | None, dg.Resolver.default(description="The portal field that holds the key (default ORIGIN_ID, or originId on crm.item).")] = None
-    originator_id: Annotated[str | None, dg.Resolver.default(description="A constant ORIGINATOR_ID that creates carry and matches require.")] = None
-    check_portal: Annotated[bool, dg.Resolver.default(description="Look every row up on the portal instead of trusting the sync state.")] = False
-    delete_missing: Annotated[bool, dg.Resolver.default(description="Delete the records whose keys left the rows (only those this sync made).")] = False
-    max_delete_share: Annotated[float, dg.Resolver.default(description="Refuse to delete more than this share of the synced records in one run.")] = 0.1
-    max_attempts: Annotated[int, dg.Resolver.default(description="Skip a row that failed this many times with the same fields, until it changes.")] = 3
-    match_by: Annotated[Literal["EMAIL", "PHONE"] | None, dg.Resolver.default(description="Match leads, contacts or companies by e-mail or phone instead of a key field.")] = None
-    bulk_import: Annotated[bool, dg.Resolver.default(description=(
-        "crm.item.add only: send the creates 20 a crm.item.batchImport call, 1,000 a request. No automation "
-        "rules start, and the webhook's user needs the CRM \"import\" permission."))] = False
+    name: Annotated[
+        str,
+        dg.Resolver.default(
+            description="The results asset's name: its key is `[*key_prefix, name]`."
+        ),
+    ]
+    method: Annotated[
+        str,
+        dg.Resolver.default(
+            description="The write method, e.g. crm.contact.add, crm.deal.update, crm.item.add."
+        ),
+    ]
+    csv: Annotated[
+        str | None,
+        dg.Resolver.default(
+            description="A CSV file of the rows, relative to this defs.yaml's folder (or `source`)."
+        ),
+    ] = None
+    source: Annotated[
+        str | None,
+        dg.Resolver.default(
+            description="Instead of `csv`: the key of an upstream asset whose value is a DataFrame of the rows, "
+            "e.g. `crm/contacts_clean`."
+        ),
+    ] = None
+    fields: Annotated[
+        dict[str, str] | list[str] | None,
+        dg.Resolver.default(
+            description="Columns to send: a list (same names) or a mapping column -> Bitrix24 field."
+        ),
+    ] = None
+    id_column: Annotated[
+        str | None, dg.Resolver.default(description="The column holding the record id (updates).")
+    ] = None
+    key_column: Annotated[
+        str | None,
+        dg.Resolver.default(
+            description="The rows' key column: with a create method the write is a sync by it (ORIGIN_ID)."
+        ),
+    ] = None
+    params: Annotated[
+        dict[str, Any] | None,
+        dg.Resolver.default(description="Constant parameters of every command."),
+    ] = None
+    failure_rate_threshold: Annotated[
+        float,
+        dg.Resolver.default(
+            description="The failure_rate_below_threshold check (WARN) fails above this share."
+        ),
+    ] = 0.05
+    block_on_unknown: Annotated[
+        bool,
+        dg.Resolver.default(
+            description="Make no_unknown_outcomes a blocking check: downstream assets (dbt models) of the run "
+            "do not run when a command's outcome is unknown."
+        ),
+    ] = False
+    reconcile_field: Annotated[
+        str | None,
+        dg.Resolver.default(
+            description="The field that identifies a created record (default ORIGIN_ID / originId): a create whose "
+            "answer was lost is looked up by it before anything is sent again."
+        ),
+    ] = None
+    sync: Annotated[
+        Literal["upsert", "insert", "update", "send"] | None,
+        dg.Resolver.default(
+            description="How rows become writes: upsert (the default with a key_column and a create method), "
+            "insert, update, or send (every row as a command, a one-shot load)."
+        ),
+    ] = None
+    key_field: Annotated[
+        str | None,
+        dg.Resolver.default(
+            description="The portal field that holds the key (default ORIGIN_ID, or originId on crm.item)."
+        ),
+    ] = None
+    originator_id: Annotated[
+        str | None,
+        dg.Resolver.default(
+            description="A constant ORIGINATOR_ID that creates carry and matches require."
+        ),
+    ] = None
+    check_portal: Annotated[
+        bool,
+        dg.Resolver.default(
+            description="Look every row up on the portal instead of trusting the sync state."
+        ),
+    ] = False
+    delete_missing: Annotated[
+        bool,
+        dg.Resolver.default(
+            description="Delete the records whose keys left the rows (only those this sync made)."
+        ),
+    ] = False
+    max_delete_share: Annotated[
+        float,
+        dg.Resolver.default(
+            description="Refuse to delete more than this share of the synced records in one run."
+        ),
+    ] = 0.1
+    max_attempts: Annotated[
+        int,
+        dg.Resolver.default(
+            description="Skip a row that failed this many times with the same fields, until it changes."
+        ),
+    ] = 3
+    match_by: Annotated[
+        Literal["EMAIL", "PHONE"] | None,
+        dg.Resolver.default(
+            description="Match leads, contacts or companies by e-mail or phone instead of a key field."
+        ),
+    ] = None
+    bulk_import: Annotated[
+        bool,
+        dg.Resolver.default(
+            description=(
+                "crm.item.add only: send the creates 20 a crm.item.batchImport call, 1,000 a request. No automation "
+                'rules start, and the webhook\'s user needs the CRM "import" permission.'
+            )
+        ),
+    ] = False
 
 
 class _ComponentTranslator(Bitrix24Translator):
-    def __init__(self, group_name: str | None, translation: TranslationFn[Bitrix24AssetProps] | None) -> None:
+    def __init__(
+        self, group_name: str | None, translation: TranslationFn[Bitrix24AssetProps] | None
+    ) -> None:
         self._group_name = group_name
         self._translation = translation
 
@@ -171,7 +311,13 @@ class _ComponentTranslator(Bitrix24Translator):
 
 
 def _props_vars(props: Bitrix24AssetProps) -> Mapping[str, Any]:
-    return {"props": props, "name": props.name, "method": props.method, "kind": props.kind, "entity": props.entity}
+    return {
+        "props": props,
+        "name": props.name,
+        "method": props.method,
+        "kind": props.kind,
+        "entity": props.entity,
+    }
 
 
 class Bitrix24ComponentScaffolder(dg.Scaffolder):
@@ -200,22 +346,40 @@ class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
             _webhook_env,
             model_field_type=str,
             inject_before_resolve=False,  # the template is read, not rendered: no URL at load
-            description="The webhook, as an environment template: \"{{ env.BITRIX24_WEBHOOK_URL }}\" (read when a "
+            description='The webhook, as an environment template: "{{ env.BITRIX24_WEBHOOK_URL }}" (read when a '
             "run starts, never shown; `dg list env` lists it).",
             examples=[DEFAULT_WEBHOOK],
         ),
-    ] = "BITRIX24_WEBHOOK_URL"
-    key_prefix: Annotated[list[str], dg.Resolver.default(description="The first parts of every asset key, e.g. [bitrix24, crm_sync].")] = ["bitrix24"]
-    group_name: Annotated[str | None, dg.Resolver.default(description="The asset group (default: bitrix24).")] = None
-    plan: Annotated[Plan | None, dg.Resolver.default(description="The portal's plan, for the client's pace: standard (2 req/s), enterprise (5 req/s), on_premise.")] = None
-    resource_key: Annotated[str, dg.Resolver.default(description="The resource key of the Bitrix24Resource.")] = "bitrix24"
-    storage_key: Annotated[str, dg.Resolver.default(description="The resource key of the Bitrix24Storage.")] = "bitrix24_storage"
+    ] = DEFAULT_WEBHOOK
+    key_prefix: Annotated[
+        list[str],
+        dg.Resolver.default(
+            description="The first parts of every asset key, e.g. [bitrix24, crm_sync]."
+        ),
+    ] = ["bitrix24"]
+    group_name: Annotated[
+        str | None, dg.Resolver.default(description="The asset group (default: bitrix24).")
+    ] = None
+    plan: Annotated[
+        Plan | None,
+        dg.Resolver.default(
+            description="The portal's plan, for the client's pace: standard (2 req/s), enterprise (5 req/s), on_premise."
+        ),
+    ] = None
+    resource_key: Annotated[
+        str, dg.Resolver.default(description="The resource key of the Bitrix24Resource.")
+    ] = "bitrix24"
+    storage_key: Annotated[
+        str, dg.Resolver.default(description="The resource key of the Bitrix24Storage.")
+    ] = "bitrix24_storage"
     exports: Annotated[
         list[Bitrix24Export], dg.Resolver.default(description="List methods exported to Parquet.")
     ] = []
     writes: Annotated[
         list[Bitrix24BatchWrite],
-        dg.Resolver.default(description="Writes (syncs by key) from a CSV file or an upstream asset."),
+        dg.Resolver.default(
+            description="Writes (syncs by key) from a CSV file or an upstream asset."
+        ),
     ] = []
     translation: Annotated[
         TranslationFn[Bitrix24AssetProps] | None,
@@ -237,37 +401,62 @@ class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
         return create_model(model.__name__, __base__=model, **lists)  # type: ignore[call-overload,no-any-return]
 
     @property
+    def webhook_env(self) -> str:
+        """The webhook's environment variable (from YAML the resolver already gave the name; a
+        component built in Python may still hold the template)."""
+        return _webhook_env(None, self.webhook_url)
+
+    @property
     def defs_state_config(self) -> DefsStateConfig:
         """Local state under the key `Bitrix24Component[<key_prefix>]`, refreshed by `dg utils
         refresh-defs-state` (not on every load: a load must not need the portal)."""
-        return DefsStateConfig.from_args(self.defs_state, default_key=f"Bitrix24Component[{'/'.join(self.key_prefix)}]")
+        return DefsStateConfig.from_args(
+            self.defs_state, default_key=f"Bitrix24Component[{'/'.join(self.key_prefix)}]"
+        )
 
     def write_state_to_path(self, state_path: Path) -> None:
         """Ask the portal for each export's field list and write them as JSON."""
         from b24_dagster import Bitrix24Client
         from b24_dagster.integration._export_assets import _defaults, _descriptions
 
-        url = os.environ.get(self.webhook_url)
+        url = os.environ.get(self.webhook_env)
         if not url:
             raise dg.DagsterInvalidConfigError(
-                f"Bitrix24Component[{'/'.join(self.key_prefix)}]: set {self.webhook_url} to refresh the "
+                f"Bitrix24Component[{'/'.join(self.key_prefix)}]: set {self.webhook_env} to refresh the "
                 "field lists from the portal", [], None,
             )  # fmt: skip
         exports: dict[str, Any] = {}
-        with Bitrix24Client(url, requests_per_second=None if self.plan == "on_premise" else 2.0) as client:
+        with Bitrix24Client(
+            url, requests_per_second=None if self.plan == "on_premise" else 2.0
+        ) as client:
             for export in self.exports:
                 fields_method = _defaults(export.method)[0]
                 if not fields_method:
                     continue
-                params = {"entityTypeId": export.entity_type_id} if export.entity_type_id is not None else {}
+                params = (
+                    {"entityTypeId": export.entity_type_id}
+                    if export.entity_type_id is not None
+                    else {}
+                )
                 answer = client.call(fields_method, params).result
-                exports[export.name] = {"fields_method": fields_method, "fields": dict(_descriptions(answer))}
+                exports[export.name] = {
+                    "fields_method": fields_method,
+                    "fields": dict(_descriptions(answer)),
+                }
         state_path.parent.mkdir(parents=True, exist_ok=True)
-        state_path.write_text(json.dumps({"version": 1, "exports": exports}, ensure_ascii=False, indent=1))
+        state_path.write_text(
+            json.dumps({"version": 1, "exports": exports}, ensure_ascii=False, indent=1)
+        )
 
-    def build_defs_from_state(self, context: dg.ComponentLoadContext, state_path: Path | None) -> dg.Definitions:
+    def build_defs_from_state(
+        self, context: dg.ComponentLoadContext, state_path: Path | None
+    ) -> dg.Definitions:
         """The assets, checks and schedules of this instance, with its resources."""
-        state = json.loads(state_path.read_text()) if state_path is not None and state_path.exists() else {}
+        state = (
+            json.loads(state_path.read_text())
+            if state_path is not None and state_path.exists()
+            else {}
+        )
         known = state.get("exports", {})
         translator = _ComponentTranslator(self.group_name, self.translation)
         common: dict[str, Any] = {
@@ -288,7 +477,9 @@ class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
                 incremental=export.incremental,
                 start_date=export.start_date,
                 field_descriptions=(known.get(export.name) or {}).get("fields"),
-                freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=export.freshness_hours))
+                freshness_policy=dg.FreshnessPolicy.time_window(
+                    fail_window=timedelta(hours=export.freshness_hours)
+                )
                 if export.freshness_hours
                 else None,
                 **common,
@@ -326,7 +517,7 @@ class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
                 )
             )
         resources = shared_resources(
-            self.webhook_url,
+            self.webhook_env,
             self.plan,
             resource_key=self.resource_key,
             storage_key=self.storage_key,
@@ -338,7 +529,9 @@ def _source_of(write: Bitrix24BatchWrite, index: int, folder: Path) -> Any:
     """The write's rows: a CSV loader (the file and its columns checked now) or an asset key."""
     where = f"writes[{index}] ({write.name})"
     if (write.csv is None) == (write.source is None):
-        raise ValueError(f"{where}: give exactly one of csv (a file beside defs.yaml) or source (an asset key)")
+        raise ValueError(
+            f"{where}: give exactly one of csv (a file beside defs.yaml) or source (an asset key)"
+        )
     if write.source is not None:
         return dg.AssetKey.from_user_string(write.source)
     path = folder / write.csv
@@ -347,10 +540,14 @@ def _source_of(write: Bitrix24BatchWrite, index: int, folder: Path) -> Any:
     header = list(pd.read_csv(path, nrows=0).columns)
     wanted = {"key_column": write.key_column, "id_column": write.id_column}
     columns = list(write.fields) if write.fields is not None else []
-    missing = [f"{name} {value!r}" for name, value in wanted.items() if value and value not in header]
+    missing = [
+        f"{name} {value!r}" for name, value in wanted.items() if value and value not in header
+    ]
     missing += [f"fields column {c!r}" for c in columns if c not in header]
     if missing:
-        raise ValueError(f"{where}: {', '.join(missing)} not among the columns of {write.csv} ({', '.join(header)})")
+        raise ValueError(
+            f"{where}: {', '.join(missing)} not among the columns of {write.csv} ({', '.join(header)})"
+        )
     return _csv_loader(path)
 
 
