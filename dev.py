@@ -39,7 +39,13 @@ PANDAS2_TESTS = ("tests/frames", "tests/integration")
 
 def _run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> int:
     print("+", " ".join(str(a) for a in args), flush=True)
-    return subprocess.call([str(a) for a in args], cwd=ROOT, env=env)
+    proc = subprocess.Popen([str(a) for a in args], cwd=ROOT, env=env)
+    while True:
+        try:
+            code = proc.wait()
+            return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells say
+        except KeyboardInterrupt:  # Ctrl-C reached the child too: it decides when to stop
+            continue
 
 
 def ensure_venv(command: str) -> Path:
