@@ -7,6 +7,10 @@ outlives that process, with its state in SQLite under the Dagster home; every la
 finds it through a port file and reuses it. A file lock keeps two processes that load the
 definitions at once from both starting one.
 
+It is the one process the demo leaves running (the UI and later runs use it); it exits by
+itself after `IDLE_EXIT_SECONDS` without a request and once `<home>/b24_portal/` is gone,
+and `python -m b24_dagster.demo --stop` stops it at once.
+
 Files under `<home>/b24_portal/`: `code` (the webhook code, generated once, mode 0600),
 `state.sqlite`, `port`, `pid`, `portal.lock` and `emulator.log` (the emulator's stderr; the
 webhook URL it prints on stdout is discarded, since it holds the code).
@@ -40,6 +44,9 @@ local portal (and re-check it) rather than a real one."""
 
 SEED_DEALS = 120
 START_TIMEOUT_SECONDS = 30.0
+IDLE_EXIT_SECONDS = 1800.0
+"""The emulator exits after this long without a request (the next process that loads the
+definitions starts it again); it also exits once its directory, i.e. the Dagster home, is gone."""
 
 # Kept so the detached emulator's Popen is not collected (and warned about) while we run.
 _STARTED: list[subprocess.Popen[bytes]] = []
@@ -132,15 +139,15 @@ class LocalPortal:
         url = self.webhook_url(port)
         return url if _answers(url) else None
 
-    def ensure(self, *, seed_deals: int = SEED_DEALS) -> str:
+    def ensure(self, *, seed_deals: int = SEED_DEALS, idle_exit_seconds: float = IDLE_EXIT_SECONDS) -> str:
         """Start the emulator unless it already runs; return its webhook URL."""
         with self.locked():
             url = self.running_url()
             if url is not None:
                 return url
-            return self._start(seed_deals=seed_deals)
+            return self._start(seed_deals=seed_deals, idle_exit_seconds=idle_exit_seconds)
 
-    def _start(self, *, seed_deals: int) -> str:
+    def _start(self, *, seed_deals: int, idle_exit_seconds: float) -> str:
         self.code()  # created once, mode 0600; the emulator reads it, so `ps` never shows it
         for stale in (self.port_file, self.pid_file):
             stale.unlink(missing_ok=True)
@@ -154,6 +161,9 @@ class LocalPortal:
             "--seed-deals", str(seed_deals),
             "--seed-companies", str(seed_deals // 6),
             "--seed-contacts", str(seed_deals // 4),
+            # Detached, so it must end by itself: when idle, and when the home is deleted.
+            "--idle-exit", str(idle_exit_seconds),
+            "--exit-when-missing", str(self.directory),
         ]  # fmt: skip
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the standard asyncio loop even when uvloop is installed")
     p.add_argument("--log-level", default="WARNING",
                    help="stderr log level (DEBUG logs every request, code redacted)")
+    p.add_argument("--idle-exit", type=float, default=0.0, metavar="SECONDS",
+                   help="exit after this many seconds without a request (0 = never)")
+    p.add_argument("--exit-when-missing", metavar="PATH",
+                   help="exit once PATH no longer exists (e.g. the directory of --state)")
     return p
 
 
@@ -129,11 +134,33 @@ async def _serve(args: argparse.Namespace, portal: Portal, faults: FaultSettings
     if args.tls:
         print(f"CA bundle: {files.ca_file}  (REQUESTS_CA_BUNDLE / NODE_EXTRA_CA_CERTS)",
               file=sys.stderr, flush=True)
+    watch = asyncio.ensure_future(_watch(args, dispatcher.log, stop))
     try:
         await stop.wait()
     finally:
+        watch.cancel()
         server.close()
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _watch(args: argparse.Namespace, log: RequestLog, stop: asyncio.Event) -> None:
+    """Set ``stop`` after ``--idle-exit`` seconds without a request, or once
+    ``--exit-when-missing`` is gone (a detached emulator must not outlive its reason to run)."""
+    if not args.idle_exit and not args.exit_when_missing:
+        return
+    started = time.time()
+    interval = min(1.0, args.idle_exit / 4) if args.idle_exit else 1.0
+    while not stop.is_set():
+        await asyncio.sleep(interval)
+        if args.exit_when_missing and not Path(args.exit_when_missing).exists():
+            print(f"{args.exit_when_missing} is gone: exiting", file=sys.stderr, flush=True)
+            stop.set()
+        elif args.idle_exit:
+            records = log.records()
+            idle = time.time() - (records[-1].time if records else started)
+            if idle >= args.idle_exit:
+                print(f"no request for {idle:.0f} s: exiting", file=sys.stderr, flush=True)
+                stop.set()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
