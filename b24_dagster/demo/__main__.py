@@ -11,7 +11,9 @@ With `BITRIX24_WEBHOOK_URL` set, the demo talks to that portal instead of the em
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -25,9 +27,19 @@ from b24_dagster.demo._home import (
     WORKSPACE_FILE,
     data_dir,
     duckdb_path,
+    point_dagster_cli_at_home,
     prepare_home,
 )
-from b24_dagster.demo._local_portal import LocalPortal, dagster_home, use_local_portal
+from b24_dagster.demo._local_portal import (
+    DEFAULT_HOME,
+    IDLE_EXIT_SECONDS,
+    LocalPortal,
+    dagster_home,
+    use_local_portal,
+)
+
+# `dagster dev` says it is superseded by `dg dev` at every start; the demo knows.
+_QUIET_WARNINGS = "ignore:Function `dev_command` is superseded"
 
 
 def _dagster_command() -> list[str]:
@@ -41,6 +53,17 @@ def _display(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def _python() -> str:
+    """This interpreter as a command that works from the current directory (the venv's python)."""
+    return shlex.quote(_display(Path(sys.executable)))
+
+
+def _demo_command(home: Path, *flags: str) -> str:
+    """`<python> -m b24_dagster.demo [--home H] <flags>`, as printed for the user."""
+    home_flag = [] if home == DEFAULT_HOME.resolve() else ["--home", shlex.quote(_display(home))]
+    return " ".join([_python(), "-m", "b24_dagster.demo", *home_flag, *flags])
 
 
 def materialize_all(env: dict[str, str], log_path: Path) -> int:
@@ -68,12 +91,16 @@ def materialize_all(env: dict[str, str], log_path: Path) -> int:
             errors="replace",
         )
         assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            tail = [*tail[-59:], line]
-            shown = _progress_line(line)
-            if shown:
-                print(shown, flush=True)
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                tail = [*tail[-59:], line]
+                shown = _progress_line(line)
+                if shown:
+                    print(shown, flush=True)
+        except KeyboardInterrupt:  # Ctrl-C reached dagster too: let it stop its run
+            proc.wait()
+            raise
         status = proc.wait()
     if status != 0:
         print("".join(tail), end="", file=sys.stderr)
@@ -89,32 +116,52 @@ def _progress_line(line: str) -> str | None:
     return None
 
 
-def summarize(home: Path) -> str:
-    """Where the outputs are, what the import did, and how to open the UI."""
+def summarize(home: Path, *, local_portal: bool = False) -> str:
+    """Where the outputs are, what the import did, how to open the UI and, with the local
+    portal, that it keeps running and how to stop it. Every command printed runs as printed."""
     from b24_dagster.demo._summary import import_summary, parquet_files
 
     base = data_dir(home)
     lines = [f"Parquet files under {_display(base)}:"]
     lines += [f"  {_display(p)}" for p in parquet_files(base)] or ["  (none)"]
-    lines.append(f"dbt DuckDB database: {_display(duckdb_path(home))}")
-    lines.append("  e.g. duckdb " + _display(duckdb_path(home)) + " -c 'from deals_by_stage_month'")
+    database = _display(duckdb_path(home))
+    lines.append(f"dbt DuckDB database: {database}")
+    query = (f"import duckdb; print(duckdb.connect({json.dumps(database)}, read_only=True)"
+             f'.sql("from deals_by_stage_month"))')  # fmt: skip
+    lines.append(f"  e.g. {_python()} -c {shlex.quote(query)}")
     lines.append(import_summary(base))
-    dagster = _display(Path(_dagster_command()[0]))
+    dagster = shlex.quote(_display(Path(_dagster_command()[0])))
     lines.append("Open it in the Dagster UI:")
-    lines.append(
-        f"  DAGSTER_HOME={_display(home)} {dagster} dev -w {_display(WORKSPACE_FILE)}"
-        "   (or: python -m b24_dagster.demo --ui)"
-    )
+    lines.append(f"  DAGSTER_HOME={shlex.quote(str(home))} {dagster} dev -w "
+                 f"{shlex.quote(_display(WORKSPACE_FILE))}   (or: {_demo_command(home, '--ui')})")  # fmt: skip
+    if local_portal:
+        portal = LocalPortal.for_home(home)
+        lines.append(
+            f"The local Bitrix24 portal keeps running (emulator pid {portal.pid()}, port "
+            f"{portal.port()}) for the UI and later runs; it exits by itself after "
+            f"{IDLE_EXIT_SECONDS / 60:.0f} minutes without a request, or once {_display(home)} "
+            f"is deleted."
+        )
+        lines.append(f"  Stop it now: {_demo_command(home, '--stop')}")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m b24_dagster.demo`."""
+    """Entry point of `python -m b24_dagster.demo`; Ctrl-C ends it quietly (status 130)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m b24_dagster.demo", description=__doc__)
     parser.add_argument(
         "--home", type=Path, help="Dagster home (default: $DAGSTER_HOME or .b24_dagster_home)"
     )
     parser.add_argument("--ui", action="store_true", help="start the Dagster UI afterwards")
+    parser.add_argument("--port", type=int, default=3000, help="the UI's port (default 3000)")
     parser.add_argument("--no-run", action="store_true", help="skip the materialization")
     parser.add_argument("--stop", action="store_true", help="stop the demo's local portal and exit")
     args = parser.parse_args(argv)
@@ -126,7 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("local portal stopped" if stopped else "no local portal was running")
         return 0
     os.environ.setdefault(BASE_ENV, str(data_dir(home)))
-    if use_local_portal(home):
+    if home == DEFAULT_HOME.resolve() and point_dagster_cli_at_home(home):
+        print(f"wrote .env: dagster and dg commands in {_display(REPO_ROOT) or '.'} now use "
+              f"{_display(home)} as their Dagster home")  # fmt: skip
+    local_portal = use_local_portal(home) is not None
+    if local_portal:
         print(f"Bitrix24 portal: the local emulator of {_display(home)} (state in b24_portal/)")
     else:
         print("Bitrix24 portal: the one BITRIX24_WEBHOOK_URL names")
@@ -142,11 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return status
         print(f"\nThe pipeline ran in {elapsed:.0f} s.\n")
-    print(summarize(home), flush=True)
+    print(summarize(home, local_portal=local_portal), flush=True)
 
     if args.ui:
-        command = [*_dagster_command(), "dev", "-w", str(WORKSPACE_FILE), "-h", "127.0.0.1"]
-        print("+ " + " ".join(command[1:]), flush=True)
+        dev = ["dev", "-w", str(WORKSPACE_FILE), "-h", "127.0.0.1", "-p", str(args.port)]
+        command = [*_dagster_command(), *dev]
+        print("+ dagster " + " ".join(dev), flush=True)
+        warnings = [w for w in (env.get("PYTHONWARNINGS"), _QUIET_WARNINGS) if w]
+        env["PYTHONWARNINGS"] = ",".join(warnings)
         os.chdir(REPO_ROOT)
         os.execve(command[0], command, env)
     return 0

@@ -46,6 +46,27 @@ def prepare_home(home: Path | None = None) -> Path:
     return home
 
 
+DOTENV_FILE = REPO_ROOT / ".env"
+
+
+def point_dagster_cli_at_home(home: Path, dotenv: Path = DOTENV_FILE) -> bool:
+    """Make `dagster` and `dg` commands run in the repository use `home` as their Dagster home.
+
+    Both read a `.env` file in the working directory before they create their instance, so a
+    line `DAGSTER_HOME=${DAGSTER_HOME:-<home>}` there gives them the demo's home (and runs
+    they launch are recorded where the demo's are) unless `DAGSTER_HOME` is already set. A
+    `.env` that sets `DAGSTER_HOME` is left alone. Returns True when the line was written.
+    """
+    text = dotenv.read_text(encoding="utf-8") if dotenv.exists() else ""
+    if any(line.split("=", 1)[0].strip().removeprefix("export ").strip() == "DAGSTER_HOME"
+           for line in text.splitlines() if "=" in line):  # fmt: skip
+        return False
+    line = "# Written by the demo (python -m b24_dagster.demo): its Dagster home for dagster/dg.\n"
+    line += f"DAGSTER_HOME=${{DAGSTER_HOME:-{home}}}\n"
+    dotenv.write_text(text + ("\n" if text and not text.endswith("\n") else "") + line, encoding="utf-8")
+    return True
+
+
 def data_dir(home: Path | None = None) -> Path:
     """Where the demo keeps Parquet files and the dbt DuckDB file unless the environment says."""
     env = os.environ.get(BASE_ENV)
