@@ -88,8 +88,9 @@ def _median(agg: dict[str, Any], client: str, metric: str) -> float | None:
 
 def ratios(s: Scenario, agg: dict[str, Any]) -> list[str]:
     """Lines comparing this project with the best peer on wall time, CPU and memory."""
-    peers = [p for p in s.clients if p not in (OURS, OURS_DAGSTER) and p in agg
-             and not agg[p]["_errors"]]
+    peers = [p for p in s.clients if p not in (OURS, OURS_DAGSTER, OURS_BULK) and p in agg
+             and not agg[p]["_errors"]
+             and not (s.number >= 7 and (_median(agg, p, "lost") or 0) > 0)]  # a peer that did not do the work
     if OURS not in agg or not peers:
         return []
     lines = []
