@@ -37,7 +37,7 @@ from ._filters import (
 )
 from ._jsonout import Raw, dumps
 from ._methods_core import ApiError, Context, Result, method
-from ._spa import spa_entity
+from ._spa import spa_entity, stage_directory
 
 __all__ = ["item_text"]
 
@@ -103,7 +103,8 @@ def _fail(item: bool, f: Field | None, message: str, required: bool = False) -> 
 
 
 def _multifields(ctx: Context, fields: dict[str, Any], item: bool, old: list[Any]) -> list[Any] | None:
-    """New multi-field values from ``fm`` (crm.item) or ``PHONE``/``EMAIL`` (legacy); None if absent."""
+    """New multi-field values from ``fm`` (crm.item) or ``PHONE``/``EMAIL``/``WEB``/``IM``
+    (legacy); None if absent."""
     entries: list[tuple[str, dict[str, Any]]] = []
     present = False
     if item and "fm" in fields:
@@ -111,7 +112,7 @@ def _multifields(ctx: Context, fields: dict[str, Any], item: bool, old: list[Any
         for v in _values(fields["fm"]):
             if isinstance(v, dict):
                 entries.append((str(v.get("typeId", "")).upper(), v))
-    for typ in ("PHONE", "EMAIL"):
+    for typ in ("PHONE", "EMAIL", "WEB", "IM"):   # crm-lead-add.md sends WEB too
         key = typ if typ in fields else typ.lower() if item and typ.lower() in fields else None
         if key is None:
             continue
@@ -158,8 +159,8 @@ def _apply(ctx: Context, entity: Entity, rec: dict[str, Any], fields: dict[str, 
     old_stage, old_category = rec.get("stageId"), rec.get("categoryId")
     for name, value in fields.items():
         f = entity.resolve(str(name), item=item)
-        if f is None or f.read_only or f.constant or f.kind == "fm":
-            continue
+        if f is None or f.read_only or f.constant or f.kind == "fm" or f.type == "file":
+            continue   # files (PHOTO, LOGO) are not kept: the emulator has no disk [choice]
         try:
             v = coerce(f, value, lambda x: parse_date(x, tz))
         except ValueError as exc:
@@ -433,8 +434,16 @@ def crm_item_fields(ctx: Context, params: dict[str, Any]) -> Result:
     """Field descriptions keyed by camelCase name, with ``upperName``."""
     entity = _entity_of(params, ctx)
     out = {}
+    spa_stages = None
+    if entity.type_id > 4:   # a smart process: its default category's stage directory
+        default = next((c for c in ctx.store.reference.categories.get(entity.type_id, [])
+                        if c["isDefault"] == "Y"), None)
+        spa_stages = stage_directory(entity.type_id, default["id"]) if default else None
     for f in entity.item_fields:
-        d = _describe(f)
+        d = _describe(f, entity)
+        if spa_stages and f.camel in ("stageId", "previousStageId"):
+            d = {**{k: v for k, v in d.items() if k != "title"}, "statusType": spa_stages,
+                 "title": d["title"]}
         d["upperName"] = f.upper or _upper(f.camel or "")
         out[f.camel] = d
     out.update(userfields.describe(ctx, entity, True))
@@ -445,15 +454,43 @@ def _upper(camel: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", camel).upper()
 
 
-def _describe(f: Field) -> dict[str, Any]:
+#: The directory (``crm.status`` ``ENTITY_ID``) of a ``crm_status`` field, as the
+#: ``crm.<entity>.fields`` pages give it in ``statusType``.
+_STATUS_TYPES = {"SOURCE_ID": "SOURCE", "HONORIFIC": "HONORIFIC", "COMPANY_TYPE": "COMPANY_TYPE",
+                 "INDUSTRY": "INDUSTRY", "EMPLOYEES": "EMPLOYEES", "STATUS_ID": "STATUS",
+                 "STAGE_ID": "DEAL_STAGE"}
+#: Parent entity types of link fields (their ``settings``, crm-deal-fields.md).
+_PARENT_TYPES = {"crm_lead": 1, "crm_contact": 3, "crm_company": 4, "crm_quote": 7}
+#: Links kept for old integrations (``isDeprecated``): a deal's or lead's one contact, a
+#: contact's one company (crm-deal-fields.md, crm-lead-fields.md, crm-contact-fields.md).
+_DEPRECATED = {("deal", "contactId"), ("lead", "contactId"), ("contact", "companyId")}
+
+
+def _describe(f: Field, entity: Entity | None = None) -> dict[str, Any]:
     d: dict[str, Any] = {
         "type": f.type, "isRequired": f.required, "isReadOnly": f.read_only,
         "isImmutable": f.camel in ("id", "createdTime", "createdBy"), "isMultiple": f.multiple,
-        "isDynamic": (f.upper or "").startswith("UF_"), "title": f.title,
+        "isDynamic": (f.upper or "").startswith("UF_"),
     }
-    if f.type == "crm_status" and f.camel == "stageId":
-        d["statusType"] = "DEAL_STAGE" if f.upper == "STAGE_ID" else "STATUS"
+    name = entity.name if entity is not None else ""
+    if f.type == "crm_status":
+        status_type = _STATUS_TYPES.get(f.upper or _upper(f.camel or ""))
+        if f.upper == "TYPE_ID":
+            status_type = f"{name.upper()}_TYPE"
+        elif f.camel == "stageId" and f.upper is None:
+            status_type = "STATUS"
+        if status_type:
+            d["statusType"] = status_type
+    if (name, f.camel) in _DEPRECATED or (entity is not None and entity.type_id > 4
+                                           and f.camel == "contactId"):
+        d["isDeprecated"] = True
+    d["title"] = f.title
+    if f.camel == "mycompanyId":   # crm-item-fields.md: the seller's details
+        d["settings"] = {"isMyCompany": True, "parentEntityTypeId": 4, "isEmbeddedEditorEnabled": True}
+    elif f.type in _PARENT_TYPES and not f.multiple and "isDeprecated" not in d:
+        d["settings"] = {"parentEntityTypeId": _PARENT_TYPES[f.type]}
     return d
+
 
 
 # ---- legacy crm.<entity>.* ---------------------------------------------------------------
@@ -499,9 +536,10 @@ def _register_legacy(entity: Entity) -> None:
 
     @method(f"{prefix}.fields", "crm")
     def fields_(ctx: Context, params: dict[str, Any]) -> Result:
-        out = {f.upper: _describe(f) for f in entity.legacy_fields}
+        out = {f.upper: _describe(f, entity) for f in entity.legacy_fields}
         if "fm" in entity.by_camel:
-            for typ, title in (("PHONE", "Phone"), ("EMAIL", "E-mail")):
+            for typ, title in (("PHONE", "Phone"), ("EMAIL", "E-mail"), ("WEB", "Website"),
+                               ("IM", "Messenger"), ("LINK", "LINK")):
                 out[typ] = {"type": "crm_multifield", "isRequired": False, "isReadOnly": False,
                             "isImmutable": False, "isMultiple": True, "isDynamic": False,
                             "title": title}

@@ -33,6 +33,7 @@ closedate - date
 companyId - crm_company
 contactId - crm_contact
 contactIds - crm_contact m
+contacts - crm_contact mc
 observers - user m
 categoryId - crm_category
 movedTime - datetime r

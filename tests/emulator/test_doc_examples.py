@@ -300,8 +300,9 @@ for _entity in ("company", "contact", "deal", "lead"):
 
 @prepares("crm.contact.get")
 def _(emu: PortalEmulator, mp: pytest.MonkeyPatch) -> None:
-    """Contact 23."""
-    contact(emu, 23)
+    """Contact 23 with a phone and an e-mail (the page's contact has both)."""
+    contact(emu, 23, PHONE=[{"VALUE": "555888", "VALUE_TYPE": "WORK"}],
+            EMAIL=[{"VALUE": "contact23@example.com", "VALUE_TYPE": "WORK"}])
 
 
 @prepares("crm.contact.update")
@@ -419,8 +420,9 @@ def _(emu: PortalEmulator, mp: pytest.MonkeyPatch) -> None:
 
 @prepares("crm.lead.delete", "crm.lead.get")
 def _(emu: PortalEmulator, mp: pytest.MonkeyPatch) -> None:
-    """Lead 123."""
-    lead(emu, 123)
+    """Lead 123 with a phone and a messenger (the page's lead has both)."""
+    lead(emu, 123, PHONE=[{"VALUE": "555888", "VALUE_TYPE": "WORK"}],
+         IM=[{"VALUE": "lead123", "VALUE_TYPE": "TELEGRAM"}])
 
 
 @prepares("crm.lead.update")
@@ -680,15 +682,6 @@ OTHER_EXAMPLES_ANSWER: dict[str, str] = {
 
 #: Examples the emulator does not yet follow (strict xfail: the test fails once it does).
 NOT_YET: dict[str, str] = {
-    "crm.company.fields:31": "field descriptions lack statusType/settings and some fields",
-    "crm.company.get:38": "LOGO, BANKING_DETAILS, ORIGIN_VERSION, LAST_COMMUNICATION_TIME",
-    "crm.contact.fields:29": "field descriptions lack statusType/settings and some fields",
-    "crm.contact.get:42": "PHOTO, ORIGIN_VERSION, FACE_ID, the address fields",
-    "crm.deal.fields:31": "field descriptions lack statusType/settings/isDeprecated",
-    "crm.lead.fields:31": "field descriptions lack statusType/settings and some fields",
-    "crm.lead.get:40": "the address fields",
-    "crm.lead.list:94": "the address fields",
-    "crm.item.fields:50": "field descriptions lack statusType/settings/isDeprecated",
     "crm.item.add:1272": "begindate is the JS tab's `formatDate(monthAgo)`, refused as not a date",
     "crm.item.import:1206": "begindate is the JS tab's `formatDate(monthAgo)`, refused as not a date",
     "crm.item.batchImport:54": "begindate is the JS tab's `formatDate(monthAgo)`, refused as not a date",
