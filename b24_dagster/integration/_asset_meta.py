@@ -31,10 +31,13 @@ def table_name(key: dg.AssetKey) -> str:
 
 def caller_code_references() -> dg.CodeReferencesMetadataValue | None:
     """A reference to the line that called the factory: the first frame outside this package's
-    integration and components code and outside dagster (None when there is none)."""
+    integration code and outside dagster (None when there is none, or when the Component
+    called it: Dagster points a Component's assets at their `defs.yaml` itself)."""
     for frame in inspect.stack(context=0)[1:]:
         path = Path(frame.filename)
-        if any(path.is_relative_to(own) for own in _OWN) or "site-packages" in path.parts:
+        if path.is_relative_to(_OWN[1]):
+            return None
+        if path.is_relative_to(_OWN[0]) or "site-packages" in path.parts:
             continue
         if not path.is_file():
             continue

@@ -156,6 +156,8 @@ def test_translation_post_processing_and_writes_from_an_asset(
     spec = defs.resolve_assets_def(key).specs_by_key[key]
     assert spec.group_name == "crm_batch" and spec.tags["bitrix24/method"] == "crm.contact.add"
     assert spec.owners == ["team:crm"]
+    references = spec.metadata["dagster/code_references"].code_references
+    assert [Path(r.file_path).name for r in references] == ["defs.yaml"]  # Dagster's, not a caller's
     assert [d.asset_key for d in spec.deps] == [dg.AssetKey(["clean", "contacts"])]
 
     with dg.DagsterInstance.ephemeral() as instance:
