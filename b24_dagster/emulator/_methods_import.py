@@ -99,7 +99,7 @@ def _import_one(ctx: Context, entity: Entity, fields: Any) -> int:
 @method("crm.item.import", "crm", writes=True)
 def crm_item_import(ctx: Context, params: dict[str, Any]) -> Result:
     """Import one item: ``{"item": {"id": N}}``."""
-    entity = _entity_of(params)
+    entity = _entity_of(params, ctx)   # smart processes too (the pages' second example)
     _check_permission(ctx)
     id_ = _import_one(ctx, entity, _fields_param(params, True))
     return Result({"item": {"id": id_}}, wrote=True, cost=ctx.settings.import_cost)
@@ -122,7 +122,7 @@ def _data(params: dict[str, Any]) -> list[Any]:
 @method("crm.item.batchImport", "crm", writes=True)
 def crm_item_batch_import(ctx: Context, params: dict[str, Any]) -> Result:
     """Import up to 20 items: ``{"items": [{"item": {"id": N}} | {"error": ..., ...}]}``."""
-    entity = _entity_of(params)
+    entity = _entity_of(params, ctx)   # smart processes too (the pages' second example)
     _check_permission(ctx)
     data = _data(params)
     if len(data) > MAX_IMPORT_BATCH_SIZE:
