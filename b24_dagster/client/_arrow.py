@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["int_column", "string_column"]
+__all__ = ["int_column", "string_column", "utf8_column"]
 
 #: Arrow buffers are little-endian, with 32-bit string offsets; elsewhere pa.array builds them.
 _NATIVE = sys.byteorder == "little" and array.array("i").itemsize == 4
@@ -69,11 +69,31 @@ def string_column(values: Sequence[str | None]) -> pa.Array:
         return pa.nulls(n, pa.string())
     if not _NATIVE:
         return pa.array([None if v is None else _utf8(v).decode() for v in values], pa.string())
-    encoded = [b"" if v is None else _utf8(v) for v in values]
-    offsets = array.array("i", [0])
-    offsets.extend(accumulate(map(len, encoded)))
-    buffers = [_validity(values, nulls), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
-    return pa.Array.from_buffers(pa.string(), n, buffers, null_count=nulls)
+    texts = values if not nulls else ["" if v is None else v for v in values]
+    joined = "".join(texts)
+    if joined.isascii():  # the common case: one encode, and the offsets are the lengths
+        return _utf8_array(values, nulls, texts, joined.encode("ascii"))
+    encoded = [_utf8(v) for v in texts]
+    return _utf8_array(values, nulls, encoded, b"".join(encoded))
+
+
+def utf8_column(values: Sequence[bytes | None]) -> pa.Array:
+    """A utf-8 string array of UTF-8 encoded texts (bytes) and None, taken as they are."""
+    n = len(values)
+    nulls = values.count(None)
+    if nulls == n:
+        return pa.nulls(n, pa.string())
+    if not _NATIVE:
+        return pa.array([None if v is None else v.decode() for v in values], pa.string())
+    parts = values if not nulls else [b"" if v is None else v for v in values]
+    return _utf8_array(values, nulls, parts, b"".join(parts))
+
+
+def _utf8_array(values: Sequence[Any], nulls: int, parts: Sequence[Any], data: bytes) -> pa.Array:
+    """The array of ``data``, the concatenated ``parts`` (whose lengths are their byte lengths)."""
+    offsets = array.array("i", accumulate(map(len, parts), initial=0))
+    buffers = [_validity(values, nulls), pa.py_buffer(offsets), pa.py_buffer(data)]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers, null_count=nulls)
 
 
 def _utf8(text: str) -> bytes:

@@ -48,6 +48,18 @@ def _dump(value: Any) -> str | None:
     return text
 
 
+def _dump_utf8(value: Any) -> bytes | None:
+    """:func:`_dump` as UTF-8 bytes (orjson's own output, without a str in between)."""
+    if value is None:
+        return None
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value)
+        except TypeError:
+            pass
+    return _dump(value).encode()  # type: ignore[union-attr]
+
+
 @dataclass(slots=True)
 class CommandResult:
     """The outcome of one command (the JS SDK's per-command ``AjaxResult``).
@@ -120,7 +132,7 @@ def rows_to_arrow(rows: Sequence[CommandResult]) -> pa.Table:
     """The Arrow table of some command results, built column by column (see :mod:`._arrow`)."""
     import pyarrow as pa
 
-    from ._arrow import int_column, string_column
+    from ._arrow import int_column, string_column, utf8_column
 
     int64 = pa.int64()
     columns = [
@@ -129,7 +141,7 @@ def rows_to_arrow(rows: Sequence[CommandResult]) -> pa.Table:
         string_column([r.method for r in rows]),
         int_column([r.chunk_index for r in rows], pa.int32()),
         string_column([r.status for r in rows]),
-        string_column([_dump(r.data) for r in rows]),
+        utf8_column([_dump_utf8(r.data) for r in rows]),
         string_column([r.error_code for r in rows]),
         string_column([r.error_description for r in rows]),
         int_column([r.total for r in rows], int64),

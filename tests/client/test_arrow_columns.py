@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from b24_dagster.client._arrow import int_column, string_column
+from b24_dagster.client._arrow import int_column, string_column, utf8_column
 from b24_dagster.client._results import CommandResult, rows_to_arrow
 
 #: pa.array, the reference, imports pandas on its first call: no deadline.
@@ -44,6 +44,15 @@ def test_string_column_equals_pa_array(values: list[str | None]) -> None:
     assert got.type == pa.string() and got.null_count == values.count(None)
     assert got.equals(pa.array(values, pa.string()))
     assert got.to_pylist() == values
+
+
+@_settings
+@given(st.lists(_texts, max_size=130))
+def test_utf8_column_of_encoded_texts_equals_pa_array(values: list[str | None]) -> None:
+    got = utf8_column([None if v is None else v.encode() for v in values])
+    got.validate(full=True)
+    assert got.null_count == values.count(None)
+    assert got.equals(pa.array(values, pa.string()))
 
 
 def test_a_value_out_of_range_is_refused() -> None:
