@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,15 +43,21 @@ from b24_dagster.integration._errors import scrub, to_failure
 from b24_dagster.integration._journal import BatchJournal, in_flight_ages, remove_journal
 from b24_dagster.integration._lock import LockHeldError, StepLock
 from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet, uri_of
-from b24_dagster.integration._send_step import CHUNK
+from b24_dagster.integration._send_step import CHUNK, ROW_GROUP_ROWS
 from b24_dagster.integration._sync_plan import SyncPlan, SyncSpec, make_plan
 from b24_dagster.integration._sync_state import SyncState, sync_folder
 
 __all__ = ["SyncRun", "run_sync_step", "sync_calls"]
 
-_JOURNAL_SCHEMA = pa.schema([("key", pa.string()), ("status", pa.string()), ("portal_id", pa.int64()),
-                             ("fields_hash", pa.string()), ("fields_json", pa.string())])  # fmt: skip
-"""A journal part of a sync: each sent row's outcome, as the state would record it."""
+_JOURNAL_SCHEMA = pa.schema([
+    ("row", pa.int64()), ("key", pa.string()), ("action", pa.string()), ("status", pa.string()),
+    ("portal_id", pa.int64()), ("fields_hash", pa.string()), ("fields_json", pa.string()),
+    ("method", pa.string()), ("chunk_index", pa.int32()), ("result", pa.string()),
+    ("error_code", pa.string()), ("error_description", pa.string()), ("total", pa.int64()),
+    ("next", pa.int64()),
+])  # fmt: skip
+"""A journal part of a sync: each sent row's outcome, as the state records it and as the results
+file shows it (the results are written from the parts, so memory holds one chunk at a time)."""
 
 
 @dataclass
@@ -72,7 +78,8 @@ class SyncRun:
     bulk_import: bool = False
     state: SyncState = field(init=False)
     plan: SyncPlan | None = None
-    statuses: dict[int, dict[str, Any]] = field(default_factory=dict)
+    outcomes: dict[int, tuple[str, int | None]] = field(default_factory=dict)
+    """Each sent row's (status, portal id); the full rows are in the journal's parts."""
     recovered: int = 0
     retried: int = 0
     journal: BatchJournal | None = None
@@ -129,9 +136,9 @@ def recover(run: SyncRun) -> list[UPath]:
     for folder in folders:
         for part in sorted(p for p in folder.iterdir() if p.name.endswith(".part")):
             table = read_parquet(part)
-            for key, status, portal_id, hashed, fields in zip(*(table[c].to_pylist() for c in (
-                    "key", "status", "portal_id", "fields_hash", "fields_json")), strict=True):  # fmt: skip
-                if status == "deleted":
+            for key, action, status, portal_id, hashed, fields in zip(*(table[c].to_pylist() for c in (
+                    "key", "action", "status", "portal_id", "fields_hash", "fields_json")), strict=True):  # fmt: skip
+                if action == "delete" and status == "ok":
                     run.state.forget(key)
                 else:
                     run.state.record(key, status=status, portal_id=portal_id, sent_hash=hashed, sent_fields=fields)
@@ -195,7 +202,7 @@ def send(run: SyncRun, lock: StepLock) -> None:
     except dg.Failure:
         raise
     except Exception as exc:
-        raise to_failure(exc, f"{run.label}: the sync stopped after {len(run.statuses)} of "
+        raise to_failure(exc, f"{run.label}: the sync stopped after {len(run.outcomes)} of "
                               f"{len(plan_.commands)} commands (nothing published)") from exc  # fmt: skip
 
 
@@ -212,19 +219,17 @@ def _record_chunk(run: SyncRun, journal: BatchJournal, number: int, table: pa.Ta
     plan_ = run.plan
     assert plan_ is not None
     rows = [plan_.command_rows[i] for i in table["command_index"].to_pylist()]
-    part: dict[str, list[Any]] = {"key": [], "status": [], "portal_id": [], "fields_hash": [], "fields_json": []}
-    for row, record in zip(rows, table.to_pylist(), strict=True):
-        portal_id = _portal_id(plan_.actions[row], record, plan_.portal_ids[row])
-        run.statuses[row] = {**record, "portal_id": portal_id}
-        ok = record["status"] == "ok"
-        deleted = plan_.actions[row] == "delete" and ok
-        part["key"].append(plan_.keys[row])
-        part["status"].append("deleted" if deleted else record["status"])
-        part["portal_id"].append(portal_id)
-        part["fields_hash"].append(plan_.hashes[row])
-        part["fields_json"].append(plan_.sent_fields[row])
-    journal.completed(number, pa.table(part, schema=_JOURNAL_SCHEMA))
-    run.guard.check(table, sent=len(run.statuses), total=len(plan_.commands))
+    records = table.to_pylist()
+    portal_ids = [_portal_id(plan_.actions[row], record, plan_.portal_ids[row])
+                  for row, record in zip(rows, records, strict=True)]  # fmt: skip
+    for row, record, portal_id in zip(rows, records, portal_ids, strict=True):
+        run.outcomes[row] = (record["status"], portal_id)
+    part = {name: table[name] for name in _JOURNAL_SCHEMA.names if name in table.column_names}
+    part.update(row=rows, key=[plan_.keys[r] for r in rows], action=[plan_.actions[r] for r in rows],
+                portal_id=portal_ids, fields_hash=[plan_.hashes[r] for r in rows],
+                fields_json=[plan_.sent_fields[r] for r in rows])  # fmt: skip
+    journal.completed(number, pa.table({n: part[n] for n in _JOURNAL_SCHEMA.names}, schema=_JOURNAL_SCHEMA))
+    run.guard.check(table, sent=len(run.outcomes), total=len(plan_.commands))
 
 
 def _portal_id(action: str, record: dict[str, Any], planned: int | None) -> int | None:
@@ -241,16 +246,18 @@ def _portal_id(action: str, record: dict[str, Any], planned: int | None) -> int 
 
 
 def publish(run: SyncRun) -> dict[str, Any]:
-    """Write the results (one row per plan row), then advance the state by the rows that ended ok."""
+    """Write the results (one row per plan row, streamed), then advance the state by the rows
+    that ended ok."""
     plan_ = run.plan
     assert plan_ is not None
-    table = _results_table(run)
-    schema = table.schema
+    schema = results_schema(run.key_name, pa.string()).append(pa.field("action", pa.string())).append(
+        pa.field("portal_id", pa.int64()))
     tally = BatchTally(key_name=run.key_name)
     with ResultsWriter(run.path, schema) as writer:
-        writer.write(table)
-        tally.add(table)
-    tally.sent = len(run.statuses)
+        for table in _result_tables(run, schema):
+            writer.write(table)
+            tally.add(table)
+    tally.sent = len(run.outcomes)
     for row, action in enumerate(plan_.actions):
         _advance_state(run, row, action)
     run.state.save()
@@ -267,32 +274,59 @@ def _advance_state(run: SyncRun, row: int, action: str) -> None:
     plan_ = run.plan
     assert plan_ is not None
     key = plan_.keys[row]
-    sent = run.statuses.get(row)
+    sent = run.outcomes.get(row)
     if action in ("unchanged", "skipped"):
         return
-    if action == "gone" or (action == "delete" and sent is not None and sent["status"] == "ok"):
+    if action == "gone" or (action == "delete" and sent is not None and sent[0] == "ok"):
         run.state.forget(key)
         return
-    status = sent["status"] if sent is not None else "error"
-    portal_id = sent["portal_id"] if sent is not None else plan_.portal_ids[row]
+    status, portal_id = sent if sent is not None else ("error", plan_.portal_ids[row])
     run.state.record(key, status=status, portal_id=portal_id, sent_hash=plan_.hashes[row],
                      sent_fields=plan_.sent_fields[row])  # fmt: skip
 
 
-def _results_table(run: SyncRun) -> pa.Table:
+def _result_tables(run: SyncRun, schema: pa.Schema) -> Iterator[pa.Table]:
+    """The results in row order, in tables of about `ROW_GROUP_ROWS`: the sent rows from this
+    run's journal parts (the plan's commands follow its rows), the others made from the plan."""
     plan_ = run.plan
     assert plan_ is not None
-    schema = results_schema(run.key_name, pa.string()).append(pa.field("action", pa.string())).append(
-        pa.field("portal_id", pa.int64()))
+    parts = run.journal.parts(run.next_chunk) if run.journal is not None else iter(())
+    buffered: list[pa.Table] = []
+    done = 0
+    for part in parts:
+        sent = part["row"].to_pylist()
+        was_sent = set(sent)
+        rows = [r for r in range(done, sent[-1] + 1) if r not in was_sent]  # unsent rows among them
+        merged = pa.concat_tables([_unsent_table(run, schema, rows), _sent_table(run, schema, part)])
+        buffered.append(merged.sort_by("command_index"))
+        done = sent[-1] + 1
+        if sum(t.num_rows for t in buffered) >= ROW_GROUP_ROWS:
+            yield pa.concat_tables(buffered)
+            buffered = []
+    buffered.append(_unsent_table(run, schema, range(done, len(plan_.actions))))
+    yield pa.concat_tables(buffered)
+
+
+def _sent_table(run: SyncRun, schema: pa.Schema, part: pa.Table) -> pa.Table:
+    rows = part["row"]
+    columns = {"command_index": rows, "command_key": rows.cast(pa.string()), run.key_name: part["key"]}
+    arrays = [(columns[f.name] if f.name in columns else part[f.name]).cast(f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _unsent_table(run: SyncRun, schema: pa.Schema, rows: Iterable[int]) -> pa.Table:
+    """Rows that were not sent: unchanged, refused by the plan, or not reached."""
+    plan_ = run.plan
+    assert plan_ is not None
     columns: dict[str, list[Any]] = {f.name: [] for f in schema}
-    for row, action in enumerate(plan_.actions):
-        record = run.statuses.get(row) or _not_sent(plan_, row, action)
+    for row in rows:
+        record = _not_sent(plan_, row, plan_.actions[row])
         for name in RESULT_SCHEMA.names:
             columns[name].append(record.get(name))
         columns["command_index"][-1] = row
         columns["command_key"][-1] = str(row)
         columns[run.key_name].append(plan_.keys[row])
-        columns["action"].append(action)
+        columns["action"].append(plan_.actions[row])
         columns["portal_id"].append(record.get("portal_id", plan_.portal_ids[row]))
     return pa.Table.from_arrays([pa.array(columns[f.name], f.type) for f in schema], schema=schema)
 

@@ -57,8 +57,9 @@ def test_sync_recover_stage_reads_a_dead_runs_journal_and_waits_out_its_chunk(b2
     run = _sync_run(b24_emulator, tmp_path, reconcile_delay_seconds=0.6)
     dead = BatchJournal(run.path, "run-dead", root=run.journal_root)
     dead.start()
-    part = pa.table({"key": ["K0", "K3"], "status": ["ok", "error"], "portal_id": [5, None],
-                     "fields_hash": ["h0", "h3"], "fields_json": ["{}", "{}"]},
+    columns = {"row": [0, 3], "key": ["K0", "K3"], "action": ["create", "create"], "status": ["ok", "error"],
+               "portal_id": [5, None], "fields_hash": ["h0", "h3"], "fields_json": ["{}", "{}"]}
+    part = pa.table({f.name: columns.get(f.name, [None, None]) for f in _sync_step._JOURNAL_SCHEMA},
                     schema=_sync_step._JOURNAL_SCHEMA)  # fmt: skip
     dead.completed(0, part)
     dead.sending(1)  # the dead run's next chunk may still be running on the portal
