@@ -250,10 +250,24 @@ def _add(ctx: Context, entity: Entity, fields: dict[str, Any], item: bool,
     return id_, row
 
 
+#: The legacy "no such record" errors where a page gives its own (crm-company-update.md's
+#: error example, crm-company-delete.md's and crm-contact-delete.md's tables,
+#: crm-contact-update.md's example); elsewhere an empty code and "Not found".
+_LEGACY_NOT_FOUND = {("company", "update"): ("", "Company is not found"),
+                     ("company", "delete"): ("", "Company is not found"),
+                     ("contact", "update"): ("", "Contact is not found"),
+                     ("contact", "delete"): ("ERROR_CORE", "Element not found")}
+
+
+def _legacy_not_found(entity: Entity, op: str) -> ApiError:
+    code, text = _LEGACY_NOT_FOUND.get((entity.name, op), ("", "Not found"))
+    return ApiError(400, code, text)
+
+
 def _update(ctx: Context, entity: Entity, id_: int, fields: dict[str, Any], item: bool) -> tuple[Any, ...]:
     row = ctx.store.tables[entity.name].get(id_)
     if row is None:
-        raise ApiError(400, "NOT_FOUND", "Element not found") if item else ApiError(400, "", "Not found")
+        raise ApiError(400, "NOT_FOUND", "Element not found") if item else _legacy_not_found(entity, "update")
     rec = materialize(entity, row)
     _apply(ctx, entity, rec, fields, item, adding=False)
     uf_values = userfields.parse(ctx, entity, fields, item, adding=False)
@@ -520,7 +534,7 @@ def _register_legacy(entity: Entity) -> None:
     @method(f"{prefix}.delete", "crm", writes=True)
     def delete(ctx: Context, params: dict[str, Any]) -> Result:
         if not ctx.store.delete(entity.name, _id_param(params, False)):
-            raise ApiError(400, "", "Not found")
+            raise _legacy_not_found(entity, "delete")
         return Result(True, wrote=True)
 
     @method(f"{prefix}.list", "crm")

@@ -238,7 +238,10 @@ def status_delete(ctx: Context, params: dict[str, Any]) -> Result:
 
 # ---- crm.category.* ----------------------------------------------------------------------
 
-def _entity_type(ctx: Context, params: dict[str, Any]) -> int:
+def _entity_type(ctx: Context, params: dict[str, Any], missing: str = "Smart process not found") -> int:
+    """The ``entityTypeId`` of a pipeline method; ``missing`` is the text of its page for an
+    unknown one (add, fields, get, delete: "SPA not found"; list, update: "Smart process not
+    found")."""
     try:
         type_id = int(str(params.get("entityTypeId", params.get("ENTITYTYPEID"))))
     except ValueError:
@@ -247,11 +250,11 @@ def _entity_type(ctx: Context, params: dict[str, Any]) -> int:
         return type_id
     if type_id in _TYPE_NAMES:
         raise ApiError(400, "ENTITY_TYPE_NOT_SUPPORTED", f"Entity type `{_TYPE_NAMES[type_id]}` is not supported")
-    raise ApiError(400, "NOT_FOUND", "Smart process not found")
+    raise ApiError(400, "NOT_FOUND", missing)
 
 
-def _category(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    type_id = _entity_type(ctx, params)
+def _category(ctx: Context, params: dict[str, Any], missing: str = "SPA not found") -> dict[str, Any]:
+    type_id = _entity_type(ctx, params, missing)
     try:
         category = _ref(ctx).category(type_id, int(str(params.get("id", params.get("ID")))))
     except ValueError:
@@ -275,7 +278,7 @@ def _sort(value: Any) -> int:
 @method("crm.category.fields", "crm")
 def category_fields(ctx: Context, params: dict[str, Any]) -> Result:
     """The fields of a pipeline: ``{"fields": {...}}``."""
-    _entity_type(ctx, params)
+    _entity_type(ctx, params, "SPA not found")
     spec = (("id", "integer", False, True, "ID"), ("name", "string", False, False, "NAME"),
             ("sort", "integer", False, False, "SORT"), ("entityTypeId", "integer", True, True, "ENTITY_TYPE_ID"),
             ("isDefault", "boolean", False, True, "IS_DEFAULT"), ("originId", "string", False, False, "ORIGIN_ID"),
@@ -301,7 +304,7 @@ def category_get(ctx: Context, params: dict[str, Any]) -> Result:
 @method("crm.category.add", "crm", writes=True)
 def category_add(ctx: Context, params: dict[str, Any]) -> Result:
     """A new pipeline; a deal pipeline N gets the default stages as ``DEAL_STAGE_N`` (``CN:NEW``...)."""
-    type_id, fields, ref = _entity_type(ctx, params), _category_fields(params), _ref(ctx)
+    type_id, fields, ref = _entity_type(ctx, params, "SPA not found"), _category_fields(params), _ref(ctx)
     name = str(fields.get("name") or "").strip()
     if not name:
         raise ApiError(400, "0", "Field 'NAME' is required")
@@ -327,7 +330,7 @@ def category_add(ctx: Context, params: dict[str, Any]) -> Result:
 @method("crm.category.update", "crm", writes=True)
 def category_update(ctx: Context, params: dict[str, Any]) -> Result:
     """Rename or re-sort a pipeline (``isDefault`` of deals cannot change)."""
-    category, fields = _category(ctx, params), _category_fields(params)
+    category, fields = _category(ctx, params, "Smart process not found"), _category_fields(params)
     if "name" in fields:
         name = str(fields["name"] or "").strip()
         if not name:

@@ -731,6 +731,38 @@ def test_doc_example(b24_emulator: PortalEmulator, monkeypatch: pytest.MonkeyPat
         assert not diffs, (source, diffs[:20])
 
 
+#: Examples whose page shows, as its error example, the error of the record (or smart process)
+#: the example names not existing: sent without their preparation, they must fail with it.
+FAILS_WITHOUT_ITS_RECORD = (
+    "crm.category.add:85", "crm.category.delete:43", "crm.category.get:36",
+    "crm.category.update:78", "crm.company.get:38", "crm.company.update:139",
+    "crm.contact.update:221", "crm.deal.contact.add:77", "crm.deal.contact.delete:60",
+    "crm.deal.contact.items.delete:36", "crm.deal.contact.items.get:36",
+    "crm.deal.contact.items.set:67", "crm.item.add:1867", "crm.item.batchImport:458",
+    "crm.item.fields:50", "crm.item.get:48", "crm.item.import:1426", "crm.status.get:32",
+    "crm.type.get:34", "crm.type.getByEntityTypeId:34", "crm.type.update:119",
+    "crm.type.update:338", "main.eventlog.get.v3:63", "tasks.task.get.v3:58",
+)
+
+
+def _error_of(body: dict[str, Any]) -> tuple[str, str]:
+    error = body["error"]
+    if isinstance(error, dict):
+        return str(error["code"]), re.sub(r"\d+", "N", str(error["message"]))
+    return str(error), re.sub(r"\d+", "N", str(body.get("error_description")))
+
+
+@pytest.mark.parametrize("name", FAILS_WITHOUT_ITS_RECORD)
+def test_doc_example_without_its_record_fails_as_its_page_shows(
+        b24_emulator: PortalEmulator, name: str) -> None:
+    """The page's error example: same code, same text but for the ids in it."""
+    page, example = next((p, e) for n, p, e in CASES if n == name)
+    answer = send(b24_emulator, example)
+    assert answer.status_code == 400, answer.text
+    shown = [_error_of(e["body"]) for e in page["errors"] if e["body"]]
+    assert _error_of(answer.json()) in shown, (name, answer.json(), shown)
+
+
 #: Emulated methods whose page has no cURL example (``rest.scope.list`` is only named in
 #: ``rest-v3.md``).
 NO_EXAMPLE = {(3, "rest.scope.list")}
