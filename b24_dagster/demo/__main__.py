@@ -60,6 +60,12 @@ def _python() -> str:
     return shlex.quote(_display(Path(sys.executable)))
 
 
+def _shown(command: list[str], env: dict[str, str]) -> str:
+    """A `dagster` command as one can run it again from the current directory."""
+    shown = [_display(Path(a)) if a.startswith("/") else a for a in command]
+    return " ".join([f"DAGSTER_HOME={shlex.quote(env['DAGSTER_HOME'])}", *map(shlex.quote, shown)])
+
+
 def _demo_command(home: Path, *flags: str) -> str:
     """`<python> -m b24_dagster.demo [--home H] <flags>`, as printed for the user."""
     home_flag = [] if home == DEFAULT_HOME.resolve() else ["--home", shlex.quote(_display(home))]
@@ -77,7 +83,7 @@ def materialize_all(env: dict[str, str], log_path: Path) -> int:
         "-f", str(DEFINITIONS_FILE),
         "--select", "*",
     ]  # fmt: skip
-    print("+ dagster asset materialize -f definitions.py --select '*'", flush=True)
+    print("+ " + _shown(command, env), flush=True)
     print(f"  (full log: {_display(log_path)})", flush=True)
     tail: list[str] = []
     with open(log_path, "w", encoding="utf-8") as log:
@@ -198,7 +204,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.ui:
         dev = ["dev", "-w", str(WORKSPACE_FILE), "-h", "127.0.0.1", "-p", str(args.port)]
         command = [*_dagster_command(), *dev]
-        print("+ dagster " + " ".join(dev), flush=True)
+        print("+ " + _shown(command, env), flush=True)
         warnings = [w for w in (env.get("PYTHONWARNINGS"), _QUIET_WARNINGS) if w]
         env["PYTHONWARNINGS"] = ",".join(warnings)
         os.chdir(REPO_ROOT)

@@ -151,6 +151,10 @@ def test_ctrl_c_on_the_ui_ends_quietly_without_repeated_warnings(tmp_path: Path)
     assert "does not match the name" not in output  # the code-location-name warning
     assert "superseded" not in output
     assert "Dagster services shut down" in output
+    [shown] = [line for line in output.splitlines() if line.startswith("+ DAGSTER_HOME=")]
+    ui = shlex.split(shown[2:])  # the UI command as printed, runnable again from the repository
+    assert ui[0] == f"DAGSTER_HOME={home}" and os.access(REPO / ui[1], os.X_OK)
+    assert ui[2:] == ["dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
 
 
 @pytest.mark.parametrize("preset", [None, "other"])
