@@ -140,29 +140,7 @@ def _encode(out: list[str], prefix: str, value: Any) -> None:
         if not value:
             out.append(prefix + "=")
             return
-        cache = _prefix_cache.get(prefix)
-        if cache is None:
-            if len(_prefix_cache) >= _KEY_CACHE_MAX:
-                _prefix_cache.clear()
-            cache = _prefix_cache[prefix] = {}
-        for k, v in value.items():
-            key = cache.get(k)
-            if key is None:
-                key = _subkey(prefix, k)
-                if type(k) is str and len(cache) < 1000:
-                    cache[k] = key
-            tv = type(v)
-            # the leaves of a flat "fields" dict, inline: this loop is the hot path
-            if tv is str:
-                out.append(key + "=" + (v.translate(_ASCII_TABLE) if v.isascii()
-                                        else quote(v, safe="")))
-            elif tv is int:
-                out.append(f"{key}={v}")
-            elif tv is float and v == v and v not in _INFINITIES:
-                out.append(key + "=" + (str(int(v)) if v.is_integer() and abs(v) < 1e15
-                                        else repr(v).replace("+", "%2B")))
-            else:
-                _encode(out, key, v)
+        _encode_mapping(out, prefix, value)
     elif t is list or t is tuple:
         if not value:
             out.append(prefix + "=")
@@ -171,6 +149,35 @@ def _encode(out: list[str], prefix: str, value: Any) -> None:
             _encode(out, _subkey(prefix, i), v)
     else:
         out.append(prefix + "=" + _scalar_text(value))
+
+
+def _encode_mapping(out: list[str], prefix: str, value: Mapping[Any, Any]) -> None:
+    """The pairs of a non-empty mapping under ``prefix`` (the top level when ``""``)."""
+    cache = _prefix_cache.get(prefix)
+    if cache is None:
+        if len(_prefix_cache) >= _KEY_CACHE_MAX:
+            _prefix_cache.clear()
+        cache = _prefix_cache[prefix] = {}
+    for k, v in value.items():
+        head = cache.get(k)  # "prefix[key]=", checked once per key: this loop is the hot path
+        if head is None:
+            head = _subkey(prefix, k) + "="
+            if type(k) is str and len(cache) < 1000:
+                cache[k] = head
+        tv = type(v)
+        # the leaves of a flat "fields" dict, inline
+        if tv is str:
+            if v.isascii():
+                out.append(head + (v if v.isalnum() else v.translate(_ASCII_TABLE)))
+            else:
+                out.append(head + quote(v, safe=""))
+        elif tv is int:
+            out.append(f"{head}{v}")
+        elif tv is float and v == v and v not in _INFINITIES:
+            out.append(head + (str(int(v)) if v.is_integer() and abs(v) < 1e15
+                               else repr(v).replace("+", "%2B")))
+        else:
+            _encode(out, head[:-1], v)
 
 
 def encode_query(params: Any) -> str:
@@ -187,8 +194,8 @@ def encode_query(params: Any) -> str:
     """
     out: list[str] = []
     if isinstance(params, Mapping):
-        for k, v in params.items():
-            _encode(out, _subkey("", k), v)
+        if params:
+            _encode_mapping(out, "", params)
     elif isinstance(params, list | tuple):
         for i, v in enumerate(params):
             _encode(out, str(i), v)
