@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING, Any
 from b24_dagster.errors import CommandValidationError
 
 from ._batch import check_request_id, execute_batch
-from ._commands import MAX_BATCH_COMMANDS, Command, check_params, make_command, scan_params
+from ._commands import (
+    MAX_BATCH_COMMANDS,
+    Command,
+    _known_methods,
+    _walk,
+    check_params,
+    make_command,
+    scan_params,
+)
 from ._results import BatchResult
 
 if TYPE_CHECKING:
@@ -91,7 +99,15 @@ class RunStats:
 
 def _validate_all(calls: Any, api_version: int) -> None:
     """Check every command of a list before the first chunk is sent."""
+    known = _known_methods
     for index, item in enumerate(calls):
+        t = type(item)
+        if ((t is tuple or t is list) and len(item) == 2 and type(item[1]) is dict
+                and type(item[0]) is str and item[0] in known):
+            # (a method already accepted, a dict): make_command has nothing left to refuse
+            refs = [False]
+            if _walk(item[1], refs) is None and not refs[0]:
+                continue
         command = make_command(index, item, check=False)
         why, refs = scan_params(command.params)
         if why is not None:  # the message is built only for a refusal: this loop is hot
