@@ -4,12 +4,11 @@ pipeline of scenario 4."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from b24_dagster import Bitrix24Client
 
@@ -33,8 +32,8 @@ def _client(spec: dict[str, Any]) -> Bitrix24Client:
 
 
 def _status_counts(table: pa.Table) -> dict[str, int]:
-    counts = pc.value_counts(table["status"]).to_pylist()
-    return {str(c["values"]): int(c["counts"]) for c in counts}
+    # without pyarrow.compute: its import (a tenth of a second) is no cost of the client
+    return dict(Counter(table["status"].to_pylist()))
 
 
 def writes(spec: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +60,8 @@ def writes(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _typed(rows: list[dict[str, Any]]) -> pa.Table:
+    import pyarrow.compute as pc
+
     columns = []
     for f in EXPORT_SCHEMA:
         values = [r.get(f.name) for r in rows]
@@ -73,6 +74,8 @@ def _typed(rows: list[dict[str, Any]]) -> pa.Table:
 
 def export(spec: dict[str, Any]) -> dict[str, Any]:
     """The fast list export, written to typed Parquet one row group per 10,000 rows."""
+    import pyarrow.parquet as pq
+
     out = Path(spec["out_dir"]) / "deals.parquet"
     checker = IdChecker()
     t0 = time.perf_counter()
@@ -97,6 +100,8 @@ def export(spec: dict[str, Any]) -> dict[str, Any]:
 
 def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     """Scenario 4 without Dagster: DataFrame -> commands -> chunked batches -> Parquet."""
+    import pyarrow.parquet as pq
+
     from b24_dagster.frames import commands_from_frame
 
     from ._frame import source_frame
