@@ -239,7 +239,10 @@ def test_write_job_reaches_the_operating_time_limit(emulator: PortalEmulator,
     ``portal-blocks`` it does not, so the portal refuses commands inside batches (429) and
     the client sends those (which never ran) again after the reset.
     """
-    clock = AcceleratedClock(600.0)   # the portal's one-minute buckets pass in 0.1 s
+    # The portal's one-minute buckets pass in 0.3 s: four chunks of 50 writes (the 2 s budget)
+    # must land within one, which a loaded 2-core machine (about 40 ms a chunk) still does;
+    # at 600x (0.1 s) it often did not, and the window rolled over before the limit was hit.
+    clock = AcceleratedClock(200.0)
     emulator.configure(operating_limit=2.0, operating_window=60, write_cost=0.01)
     emulator.portal.clock = clock
     calls = _item_adds(f"oplimit-{client_limit:g}-{int(halt)}", WRITES)
