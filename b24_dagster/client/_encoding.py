@@ -206,6 +206,10 @@ def encode_query(params: Any) -> str:
 
 def encode_cmd(method: str, params: Any) -> str:
     """The v2 batch ``cmd`` value of one command: ``method?query`` (``method`` alone if empty)."""
+    if type(params) is dict and params:  # the common case, without the ABC checks
+        out: list[str] = []
+        _encode_mapping(out, "", params)
+        return f"{method}?{'&'.join(out)}"
     query = encode_query(params)
     return f"{method}?{query}" if query else method
 
