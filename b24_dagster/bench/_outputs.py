@@ -5,6 +5,7 @@ Written again after every scenario, so that an interrupted run still leaves what
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -73,10 +74,9 @@ def write_outputs(out: Path, info: RunInfo, *, done: bool) -> list[str]:
 
     measured = [s for s in info.scenarios if s.key in info.results]
     if measured:
-        try:
+        # matplotlib is in the bench extra; the tables need nothing more
+        with contextlib.suppress(ImportError):
             write_chart(out / "latest.png", measured, info.results,
                         f"b24-dagster vs peers, {info.started:%Y-%m-%d} "
                         f"({info.machine['cores']} cores)")
-        except ImportError:  # matplotlib is in the bench extra; the tables need nothing more
-            pass
     return goals

@@ -20,6 +20,12 @@ from b24_dagster.integration._batch_assets import (
 from b24_dagster.integration._batch_assets import (
     build_bitrix24_batch_op as build_bitrix24_batch_op,
 )
+from b24_dagster.integration._batch_decorator import (
+    Bitrix24BatchInvocation as Bitrix24BatchInvocation,
+)
+from b24_dagster.integration._batch_decorator import (
+    bitrix24_batch_assets as bitrix24_batch_assets,
+)
 from b24_dagster.integration._batch_run import RESULT_SCHEMA as RESULT_SCHEMA
 from b24_dagster.integration._export_assets import IDS_UNIQUE_CHECK as IDS_UNIQUE_CHECK
 from b24_dagster.integration._export_assets import PORTAL_TAG as PORTAL_TAG
@@ -50,11 +56,13 @@ __all__ = [
     "UNKNOWN_CHECK",
     "Bitrix24AssetProps",
     "Bitrix24BatchConfig",
+    "Bitrix24BatchInvocation",
     "Bitrix24Plan",
     "Bitrix24Resource",
     "Bitrix24Storage",
     "Bitrix24Translator",
     "ParquetStreamWriter",
+    "bitrix24_batch_assets",
     "build_bitrix24_batch_asset",
     "build_bitrix24_batch_op",
     "build_bitrix24_export_asset",

@@ -1,6 +1,7 @@
 """Factories: a DataFrame of rows -> Bitrix24 commands in chunked batches -> a results asset.
 
-`build_bitrix24_batch_asset` makes an asset (with two asset checks) and
+`build_bitrix24_batch_asset` makes an asset (with two asset checks; it is
+`@bitrix24_batch_assets` over a body that runs its source's rows) and
 `build_bitrix24_batch_op` an op for job users. Both send through `batch_by_chunk` with
 `halt_on_error=False` by default, unlike the client (whose default follows the JS SDK): a
 bulk load wants every row tried, and each row's outcome recorded. A materialization with
@@ -14,14 +15,22 @@ from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
 
-from b24_dagster.integration._asset_meta import definition_metadata, table_name
-from b24_dagster.integration._batch_core import BatchSpec, RowFunction, run_batch_step
+from b24_dagster.integration._batch_config import (
+    FAILURE_RATE_CHECK,
+    UNKNOWN_CHECK,
+    Bitrix24BatchConfig,
+)
+from b24_dagster.integration._batch_core import RowFunction
+from b24_dagster.integration._batch_decorator import (
+    BatchAssetOptions,
+    Bitrix24BatchInvocation,
+    bitrix24_batch_assets,
+    run_rows,
+)
 from b24_dagster.integration._storage import Bitrix24Storage
-from b24_dagster.integration._sync import SyncOptions, run_sync, sync_spec_of
 from b24_dagster.integration._sync_plan import SyncMode
-from b24_dagster.integration._translator import Bitrix24AssetProps, Bitrix24Translator
+from b24_dagster.integration._translator import Bitrix24Translator
 
 __all__ = [
     "FAILURE_RATE_CHECK",
@@ -31,103 +40,7 @@ __all__ = [
     "build_bitrix24_batch_op",
 ]
 
-FAILURE_RATE_CHECK = "failure_rate_below_threshold"
-UNKNOWN_CHECK = "no_unknown_outcomes"
-
 SourceLoader = Callable[[dg.AssetExecutionContext], pd.DataFrame]
-
-
-class Bitrix24BatchConfig(dg.Config):
-    """Run configuration of a batch asset or op (the launchpad shows these)."""
-
-    mode: Literal["all", "redrive"] = Field(
-        default="all",
-        description=(
-            "all: send every command and replace the results. redrive: send again only the "
-            "commands whose latest status is error or not_run, and merge their new outcome."
-        ),
-    )
-    include_unknown: bool = Field(
-        default=False,
-        description=(
-            "In redrive mode, also send the unknown commands that could not be settled. Unknown "
-            "creates that carry a key (ORIGIN_ID / originId / reconcile_field) are always looked "
-            "up on the portal first; the rest may already have been applied: only for idempotent "
-            "methods (updates) or after checking."
-        ),
-    )
-    halt_on_error: bool | None = Field(
-        default=None,
-        description="Stop at the first failed command (default: the factory's, normally false).",
-    )
-    dry_run: bool = Field(
-        default=False,
-        description=(
-            "Sync assets only: look the rows up and write the plan (create, update, unchanged, "
-            "delete, ambiguous, ... per row) beside the results, and send no write; the results "
-            "and the sync state stay as they were."
-        ),
-    )
-
-
-def _spec(method: str | None, **kwargs: Any) -> BatchSpec:
-    if kwargs.get("bulk_import") and method != "crm.item.add":
-        raise dg.DagsterInvalidDefinitionError(
-            f"bulk_import packs crm.item.add creates into crm.item.batchImport; method is {method!r}")
-    fields = kwargs.get("fields")
-    if fields is not None and not isinstance(fields, Mapping):
-        kwargs["fields"] = {str(c): str(c) for c in fields}  # a list of columns: same names
-    return BatchSpec(method=method, **kwargs)
-
-
-def _checks(key: dg.AssetKey, threshold: float, block_on_unknown: bool = False) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(
-            FAILURE_RATE_CHECK,
-            asset=key,
-            description=f"At most {threshold:.1%} of the commands failed (error, not_run, unknown).",
-        ),
-        dg.AssetCheckSpec(
-            UNKNOWN_CHECK,
-            asset=key,
-            description="No command has an unknown outcome (sent, but its answer was lost)."
-            + (" Blocking: downstream assets of the run do not run when it fails." if block_on_unknown else ""),
-            blocking=block_on_unknown,
-        ),
-    ]
-
-
-def _check_results(key: dg.AssetKey, metadata: dict[str, Any], threshold: float) -> list[dg.AssetCheckResult]:
-    failure_rate = float(getattr(metadata["failure_rate"], "value", metadata["failure_rate"]))
-    unknown, commands = int(metadata["unknown"]), int(metadata["commands"])
-    return [
-        dg.AssetCheckResult(
-            check_name=FAILURE_RATE_CHECK,
-            asset_key=key,
-            passed=failure_rate <= threshold,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "failure_rate": dg.MetadataValue.float(round(failure_rate, 6)),
-                "threshold": dg.MetadataValue.float(threshold),
-                "failed": round(failure_rate * commands),
-                "commands": commands,
-            },
-        ),
-        dg.AssetCheckResult(
-            check_name=UNKNOWN_CHECK,
-            asset_key=key,
-            passed=unknown == 0,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"unknown": unknown, "commands": commands},
-            description=None
-            if unknown == 0
-            else (
-                f"{unknown} commands may or may not have been applied by the portal and carry "
-                "no key to look them up by: check them on the portal, then re-drive "
-                "(include_unknown) only what is missing."
-            ),
-        ),
-    ]
 
 
 def build_bitrix24_batch_asset(
@@ -255,70 +168,33 @@ def build_bitrix24_batch_asset(
         run_config = {"ops": {"bitrix24__lead_import": {"config": {"mode": "redrive"}}}}
         ```
     """
-    translator = translator or Bitrix24Translator()
-    props = Bitrix24AssetProps(
-        name=name, kind="batch", method=method or "(commands)", entity=entity, key_prefix=tuple(key_prefix)
-    )
-    spec = translator.get_asset_spec(props)
-    batch = _spec(
-        method, fields=fields, fields_param=fields_param, id_column=id_column, id_param=id_param,
-        params=params, key_column=key_column, nulls=nulls, field_types=field_types,
-        row_function=row_function, timezone=timezone, halt_on_error=halt_on_error,
-        max_failures_shown=max_failures_shown, log_every_chunks=log_every_chunks,
-        reconcile=reconcile, reconcile_field=reconcile_field,
-        reconcile_delay_seconds=reconcile_delay_seconds, bulk_import=bulk_import,
-    )  # fmt: skip
-    sync_spec = sync_spec_of(method, key_column, SyncOptions(
-        sync=sync, key_field=key_field, originator_id=originator_id, check_portal=check_portal,
-        delete_missing=delete_missing, max_delete_share=max_delete_share, max_attempts=max_attempts,
-        lock_wait_seconds=lock_wait_seconds, match_by=match_by))  # fmt: skip
     loader = source if callable(source) and not isinstance(source, dg.AssetKey) else None
     ins = {} if loader else {"rows": dg.AssetIn(key=dg.AssetKey.from_coercible(source))}  # type: ignore[arg-type]
-
-    def body(context: dg.AssetExecutionContext, config: Bitrix24BatchConfig, rows: pd.DataFrame) -> dg.MaterializeResult:
-        resource = getattr(context.resources, resource_key)
-        storage: Bitrix24Storage = getattr(context.resources, storage_key)
-        partition = context.partition_key if context.has_partition_key else None
-        path = storage.path_for(spec.key, partition)
-        run_spec = batch if config.halt_on_error is None else _with_halt(batch, config.halt_on_error)
-        if sync_spec is not None:
-            metadata = run_sync(
-                batch=run_spec, sync=sync_spec, frame=rows, client=resource.get_client(), path=path,
-                log=context.log, label=name, run_id=context.run.run_id, dry_run=config.dry_run,
-                lock_wait_seconds=lock_wait_seconds,
-            )  # fmt: skip
-        else:
-            _refuse_dry_run(config, name)
-            metadata = run_batch_step(
-                spec=run_spec, frame=rows, client=resource.get_client(), path=path, log=context.log,
-                mode=config.mode, include_unknown=config.include_unknown,
-                request_id=f"{context.run.run_id[:8]}-{name}", label=name, journal=resumable,
-            ).metadata  # fmt: skip
-        return dg.MaterializeResult(
-            asset_key=spec.key,
-            metadata={**metadata, "dagster/table_name": table_name(spec.key)},
-            check_results=_check_results(spec.key, metadata, failure_rate_threshold),
-        )
-
-    decorator = dg.asset(
-        key=spec.key, ins=ins, description=spec.description, group_name=spec.group_name,
-        metadata=definition_metadata(spec), tags=dict(spec.tags), kinds=set(spec.kinds),
-        owners=list(spec.owners), check_specs=_checks(spec.key, failure_rate_threshold, block_on_unknown),
-        partitions_def=partitions_def, required_resource_keys={resource_key, storage_key},
-        pool=pool, deps=[d.asset_key for d in spec.deps],
-        io_manager_key=storage_key,  # loads the results as a downstream AssetIn (_inputs.py)
+    decorator = bitrix24_batch_assets(
+        name=name, method=method, ins=ins, fields=fields, row_function=row_function,
+        fields_param=fields_param, id_column=id_column, id_param=id_param, params=params,
+        key_column=key_column, nulls=nulls, field_types=field_types, timezone=timezone,
+        halt_on_error=halt_on_error, resumable=resumable, reconcile=reconcile,
+        reconcile_field=reconcile_field, reconcile_delay_seconds=reconcile_delay_seconds,
+        bulk_import=bulk_import, sync=sync, key_field=key_field, originator_id=originator_id,
+        check_portal=check_portal, delete_missing=delete_missing, max_delete_share=max_delete_share,
+        max_attempts=max_attempts, lock_wait_seconds=lock_wait_seconds, match_by=match_by,
+        failure_rate_threshold=failure_rate_threshold, block_on_unknown=block_on_unknown,
+        max_failures_shown=max_failures_shown, log_every_chunks=log_every_chunks, key_prefix=key_prefix,
+        translator=translator, partitions_def=partitions_def, resource_key=resource_key,
+        storage_key=storage_key, pool=pool, entity=entity,
     )  # fmt: skip
     if loader is None:
 
-        def from_input(context: dg.AssetExecutionContext, config: Bitrix24BatchConfig, rows: pd.DataFrame) -> dg.MaterializeResult:
-            return body(context, config, rows)
+        def from_input(context: dg.AssetExecutionContext, bitrix24: Bitrix24BatchInvocation, rows: pd.DataFrame) -> Any:
+            yield from bitrix24.run(rows)
 
-        return decorator(_named(from_input, name))
+        return decorator(from_input)
 
-    def from_loader(context: dg.AssetExecutionContext, config: Bitrix24BatchConfig) -> dg.MaterializeResult:
-        return body(context, config, loader(context))
+    def from_loader(context: dg.AssetExecutionContext, bitrix24: Bitrix24BatchInvocation) -> Any:
+        yield from bitrix24.run(loader(context))
 
-    return decorator(_named(from_loader, name))
+    return decorator(from_loader)
 
 
 def build_bitrix24_batch_op(
@@ -375,19 +251,19 @@ def build_bitrix24_batch_op(
             send(load_rows())
         ```
     """
-    batch = _spec(
-        method, fields=fields, fields_param=fields_param, id_column=id_column, id_param=id_param,
-        params=params, key_column=key_column, nulls=nulls, field_types=field_types,
-        row_function=row_function, timezone=timezone, halt_on_error=halt_on_error,
+    options = BatchAssetOptions(
+        fields=fields, row_function=row_function, fields_param=fields_param, id_column=id_column,
+        id_param=id_param, params=params, key_column=key_column, nulls=nulls, field_types=field_types,
+        timezone=timezone, halt_on_error=halt_on_error, resumable=resumable, reconcile=reconcile,
+        reconcile_field=reconcile_field, reconcile_delay_seconds=reconcile_delay_seconds,
+        bulk_import=bulk_import, sync=sync, key_field=key_field, originator_id=originator_id,
+        check_portal=check_portal, delete_missing=delete_missing, max_delete_share=max_delete_share,
+        max_attempts=max_attempts, lock_wait_seconds=lock_wait_seconds, match_by=match_by,
         max_failures_shown=max_failures_shown, log_every_chunks=log_every_chunks,
-        reconcile=reconcile, reconcile_field=reconcile_field,
-        reconcile_delay_seconds=reconcile_delay_seconds, bulk_import=bulk_import,
+        resource_key=resource_key, storage_key=storage_key, pool=pool,
     )  # fmt: skip
+    batch, sync_spec = options.batch_spec(method), options.sync_spec(method)
     key = dg.AssetKey(list(results_key) if results_key else ["bitrix24_ops", name])
-    sync_spec = sync_spec_of(method, key_column, SyncOptions(
-        sync=sync, key_field=key_field, originator_id=originator_id, check_portal=check_portal,
-        delete_missing=delete_missing, max_delete_share=max_delete_share, max_attempts=max_attempts,
-        lock_wait_seconds=lock_wait_seconds, match_by=match_by))  # fmt: skip
 
     @dg.op(
         name=name,
@@ -399,38 +275,9 @@ def build_bitrix24_batch_op(
     )
     def _op(context: dg.OpExecutionContext, config: Bitrix24BatchConfig, rows: pd.DataFrame) -> dg.Output[str]:
         storage: Bitrix24Storage = getattr(context.resources, storage_key)
-        partition = context.partition_key if context.has_partition_key else None
-        path = storage.path_for(key, partition)
-        run_spec = batch if config.halt_on_error is None else _with_halt(batch, config.halt_on_error)
-        client = getattr(context.resources, resource_key).get_client()
-        if sync_spec is not None:
-            metadata = run_sync(batch=run_spec, sync=sync_spec, frame=rows, client=client, path=path,
-                                log=context.log, label=name, run_id=context.run.run_id,
-                                dry_run=config.dry_run, lock_wait_seconds=lock_wait_seconds)  # fmt: skip
-            return dg.Output(str(path), metadata=metadata)
-        _refuse_dry_run(config, name)
-        outcome = run_batch_step(
-            spec=run_spec, frame=rows, client=client,
-            path=path, log=context.log, mode=config.mode, include_unknown=config.include_unknown,
-            request_id=f"{context.run.run_id[:8]}-{name}", label=name, journal=resumable,
-        )  # fmt: skip
-        return dg.Output(str(outcome.path), metadata=outcome.metadata)
+        path = storage.path_for(key, context.partition_key if context.has_partition_key else None)
+        metadata = run_rows(context, config, rows, label=name, batch=batch, sync=sync_spec, path=path,
+                            options=options)  # fmt: skip
+        return dg.Output(str(path), metadata=metadata)
 
     return _op
-
-
-def _refuse_dry_run(config: Bitrix24BatchConfig, name: str) -> None:
-    if config.dry_run:
-        raise dg.Failure(f"{name}: dry_run plans a sync, and this asset does not sync (no key_column, "
-                         "or sync='send'): nothing was sent", allow_retries=False)  # fmt: skip
-
-
-def _with_halt(spec: BatchSpec, halt: bool) -> BatchSpec:
-    from dataclasses import replace
-
-    return replace(spec, halt_on_error=halt)
-
-
-def _named(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
-    fn.__name__ = name.replace("-", "_")
-    return fn
