@@ -84,6 +84,7 @@ class SyncRun:
     retried: int = 0
     journal: BatchJournal | None = None
     next_chunk: int = 0
+    failed_chunks: int = 0
     watch: Stopwatch = field(default_factory=Stopwatch)
     before: dict[str, float] = field(default_factory=dict)
 
@@ -224,6 +225,7 @@ def _record_chunk(run: SyncRun, journal: BatchJournal, number: int, table: pa.Ta
                   for row, record in zip(rows, records, strict=True)]  # fmt: skip
     for row, record, portal_id in zip(rows, records, portal_ids, strict=True):
         run.outcomes[row] = (record["status"], portal_id)
+    run.failed_chunks += any(r["status"] != "ok" for r in records)
     part = {name: table[name] for name in _JOURNAL_SCHEMA.names if name in table.column_names}
     part.update(row=rows, key=[plan_.keys[r] for r in rows], action=[plan_.actions[r] for r in rows],
                 portal_id=portal_ids, fields_hash=[plan_.hashes[r] for r in rows],
@@ -257,7 +259,7 @@ def publish(run: SyncRun) -> dict[str, Any]:
         for table in _result_tables(run, schema):
             writer.write(table)
             tally.add(table)
-    tally.sent = len(run.outcomes)
+    tally.sent, tally.chunks, tally.failed_chunks = len(run.outcomes), run.next_chunk, run.failed_chunks
     for row, action in enumerate(plan_.actions):
         _advance_state(run, row, action)
     run.state.save()

@@ -74,6 +74,7 @@ def test_three_runs_create_once_then_send_only_the_change(b24_emulator, resource
     assert first.success
     m1 = metadata(first)
     assert (m1["rows_create"], m1["rows_unchanged"], m1["ok"]) == (120, 0, 120)
+    assert (m1["chunks"], m1["failed_chunks"], m1["commands_sent"]) == (3, 0, 120)
     assert sorted(r["ORIGIN_ID"] for r in portal_leads(b24_emulator)) == [f"L{i:04d}" for i in range(120)]
 
     again = materialize(source.assets(), resources, instance)
@@ -113,6 +114,7 @@ def test_failed_rows_are_tried_again_until_max_attempts(b24_emulator, resources,
     for attempt in (1, 2):
         m = metadata(materialize(source.assets(max_attempts=2), resources, instance))
         assert (m["error"], m["rows_create"], m["rows_retried"]) == (1, 1 if attempt == 2 else 20, attempt - 1)
+        assert (m["chunks"], m["failed_chunks"]) == (1, 1)
     m = metadata(materialize(source.assets(max_attempts=2), resources, instance))
     assert (m["rows_skipped"], m["writes_planned"], m["not_run"]) == (1, 0, 1)
     source.frame.loc[4, "email"] = "fixed@example.com"  # a change: tried again
