@@ -41,7 +41,7 @@ from b24_dagster.client._lookup import (
 )
 from b24_dagster.integration._sync_state import KeyState, SyncState, fields_hash
 
-__all__ = ["PLAN_SCHEMA", "SyncMode", "SyncPlan", "SyncSpec", "make_plan"]
+__all__ = ["PLAN_SCHEMA", "LookupFailed", "SyncMode", "SyncPlan", "SyncSpec", "TooManyDeletes", "make_plan"]
 
 SyncMode = Literal["upsert", "insert", "update", "send"]
 

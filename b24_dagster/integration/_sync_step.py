@@ -44,7 +44,13 @@ from b24_dagster.integration._journal import BatchJournal, in_flight_ages, remov
 from b24_dagster.integration._lock import LockHeldError, StepLock
 from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet, uri_of
 from b24_dagster.integration._send_step import CHUNK, ROW_GROUP_ROWS
-from b24_dagster.integration._sync_plan import SyncPlan, SyncSpec, make_plan
+from b24_dagster.integration._sync_plan import (
+    LookupFailed,
+    SyncPlan,
+    SyncSpec,
+    TooManyDeletes,
+    make_plan,
+)
 from b24_dagster.integration._sync_state import SyncState, sync_folder
 
 __all__ = ["SyncRun", "run_sync_step", "sync_calls"]
@@ -151,8 +157,6 @@ def recover(run: SyncRun) -> list[UPath]:
 
 def plan(run: SyncRun) -> SyncPlan:
     """Match the rows to records and decide each row's action."""
-    from b24_dagster.integration._sync_plan import LookupFailed, TooManyDeletes
-
     try:
         made = make_plan(run.sync, run.client, run.calls, run.keys, run.state, extra_params=run.extra_params)
     except (LookupFailed, TooManyDeletes) as exc:
