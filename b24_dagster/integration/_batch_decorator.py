@@ -27,7 +27,7 @@ import dagster as dg
 from b24_dagster.integration._asset_meta import definition_metadata, table_name
 from b24_dagster.integration._batch_config import Bitrix24BatchConfig, check_results, check_specs
 from b24_dagster.integration._batch_core import BatchSpec, RowFunction, run_batch_step
-from b24_dagster.integration._sync import SyncOptions, run_sync, sync_spec_of
+from b24_dagster.integration._sync import run_sync, sync_spec_of
 from b24_dagster.integration._sync_plan import SyncMode, SyncSpec
 from b24_dagster.integration._translator import Bitrix24AssetProps, Bitrix24Translator
 
@@ -95,11 +95,7 @@ class BatchAssetOptions:
 
     def sync_spec(self, method: str | None) -> SyncSpec | None:
         """The sync, or None for a one-shot send."""
-        return sync_spec_of(method, self.key_column, SyncOptions(
-            sync=self.sync, key_field=self.key_field, originator_id=self.originator_id,
-            check_portal=self.check_portal, delete_missing=self.delete_missing,
-            max_delete_share=self.max_delete_share, max_attempts=self.max_attempts,
-            lock_wait_seconds=self.lock_wait_seconds, match_by=self.match_by))  # fmt: skip
+        return sync_spec_of(method, self.key_column, self)
 
 
 @dataclass

@@ -8,8 +8,7 @@ must not look anything up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import dagster as dg
 from upath import UPath
@@ -24,19 +23,18 @@ __all__ = ["SyncOptions", "run_sync", "sync_spec_of"]
 _MODES = ("upsert", "insert", "update", "send")
 
 
-@dataclass(frozen=True)
-class SyncOptions:
-    """The sync arguments of a factory (see `build_bitrix24_batch_asset`)."""
+class SyncOptions(Protocol):
+    """The sync arguments of a factory (see `build_bitrix24_batch_asset`); `BatchAssetOptions`
+    has them."""
 
-    sync: SyncMode | None = None
-    key_field: str | None = None
-    originator_id: str | None = None
-    check_portal: bool = False
-    delete_missing: bool = False
-    max_delete_share: float = 0.1
-    max_attempts: int = 3
-    lock_wait_seconds: float = 0.0
-    match_by: Literal["EMAIL", "PHONE"] | None = None
+    sync: SyncMode | None
+    key_field: str | None
+    originator_id: str | None
+    check_portal: bool
+    delete_missing: bool
+    max_delete_share: float
+    max_attempts: int
+    match_by: Literal["EMAIL", "PHONE"] | None
 
 
 def sync_spec_of(method: str | None, key_column: str | None, options: SyncOptions) -> SyncSpec | None:
