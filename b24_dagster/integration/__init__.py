@@ -36,6 +36,12 @@ from b24_dagster.integration._export_assets import (
 from b24_dagster.integration._export_assets import (
     build_bitrix24_export_schedule as build_bitrix24_export_schedule,
 )
+from b24_dagster.integration._export_decorator import (
+    Bitrix24ExportInvocation as Bitrix24ExportInvocation,
+)
+from b24_dagster.integration._export_decorator import (
+    bitrix24_export_assets as bitrix24_export_assets,
+)
 from b24_dagster.integration._parquet import ParquetStreamWriter as ParquetStreamWriter
 from b24_dagster.integration._parquet import read_parquet as read_parquet
 from b24_dagster.integration._resource import Bitrix24Plan as Bitrix24Plan
@@ -57,12 +63,14 @@ __all__ = [
     "Bitrix24AssetProps",
     "Bitrix24BatchConfig",
     "Bitrix24BatchInvocation",
+    "Bitrix24ExportInvocation",
     "Bitrix24Plan",
     "Bitrix24Resource",
     "Bitrix24Storage",
     "Bitrix24Translator",
     "ParquetStreamWriter",
     "bitrix24_batch_assets",
+    "bitrix24_export_assets",
     "build_bitrix24_batch_asset",
     "build_bitrix24_batch_op",
     "build_bitrix24_export_asset",
