@@ -45,6 +45,11 @@ def test_lazy_names_are_the_integration_objects() -> None:
     assert b24_dagster.build_bitrix24_batch_asset is build_bitrix24_batch_asset
 
 
+def test_the_asset_decorators_are_public_in_the_integration_package() -> None:
+    names = {"bitrix24_batch_assets", "Bitrix24BatchInvocation", "bitrix24_export_assets", "Bitrix24ExportInvocation"}
+    assert names <= set(b24_dagster.integration.__all__)
+
+
 def test_unknown_attribute_is_an_attribute_error() -> None:
     try:
         b24_dagster.no_such_name  # noqa: B018

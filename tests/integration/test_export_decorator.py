@@ -6,6 +6,7 @@ on the decorator."""
 # No `from __future__ import annotations`: Dagster reads the assets' annotations.
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -25,6 +26,7 @@ from b24_dagster.integration import (
 )
 
 SELECT = ["ID", "TITLE", "STAGE_ID", "OPPORTUNITY", "DATE_MODIFY"]
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "integration.md"
 
 
 # The example of docs/integration.md, "A body of your own for an export".
@@ -232,3 +234,21 @@ def test_the_factory_is_the_decorator_over_a_body_that_runs_the_export(monkeypat
     assert [(c.name, c.type) for c in schema.columns] == [("ID", "int64"), ("TITLE", "string")]
     unchecked = build_bitrix24_export_asset(name="deals", method="crm.deal.list", checks=False)
     assert not unchecked.check_keys and unchecked.partitions_def is None
+
+
+def _docs_example() -> str:
+    section = DOCS.read_text(encoding="utf-8").split("## A body of your own for an export")[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_docs_example_is_the_one_tested_here_and_runs(everything, resources, base, instance):
+    namespace: dict = {}
+    exec(compile(_docs_example(), str(DOCS), "exec"), namespace)
+    example = namespace["won_deals"]
+    assert _definition(example) == _definition(won_deals)
+    assert dg.materialize([example], resources=resources, instance=instance).success
+    table = pq.read_table(base / "bitrix24" / "won_deals.parquet")
+    expected = _ids(everything, pc.and_(pc.equal(everything["STAGE_ID"], "WON"),
+                                        pc.greater(everything["OPPORTUNITY"], 50000.0)))  # fmt: skip
+    assert sorted(table["ID"].to_pylist()) == expected and len(expected) > 0
+    assert table.schema.names == SELECT
