@@ -5,9 +5,11 @@ groups with typed columns (see `_typing`), in full mode (everything, unpartition
 incremental mode (the rows modified on each day of a `DailyPartitionsDefinition`). With
 `portals=[...]` the asset is partitioned by portal as well (`MultiPartitionsDefinition`
 of `portal` x `date`, or a `StaticPartitionsDefinition` in full mode), each portal's
-webhook from `BITRIX24_WEBHOOK_URL__<PORTAL>`. `build_bitrix24_export_schedule` runs it. The factory is `@bitrix24_export_assets`
-(`_export_decorator.py`) over a body that runs the export as it is; the stages of a run are
-in `_export_run.py`.
+webhook from `BITRIX24_WEBHOOK_URL__<PORTAL>`. `build_bitrix24_export_schedule` runs it.
+
+The factory is `@bitrix24_export_assets` (`_export_decorator.py`) over a body that runs the
+export as it is; the stages of a run (params, streaming, metadata, checks) are in
+`_export_run.py`.
 
 At most one run per portal at a time is Dagster's job, not ours: every run of a portal's
 partition is tagged `bitrix24/portal=<name>` by the schedule (and Dagster tags a multi-
