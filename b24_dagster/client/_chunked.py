@@ -39,7 +39,7 @@ from ._commands import (
     make_command,
     scan_params,
 )
-from ._results import BatchResult
+from ._results import BatchResult, ResultColumns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["ChunkProgress", "ChunkedBatchRun", "RunStats"]
 
 MAX_ERROR_MESSAGES = 10_000
+#: Rows of one Arrow table of a whole run: a table has a fixed cost (a few buffers a
+#: column), so the chunks' results are gathered as columns first (see ResultColumns).
+TABLE_ROWS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,8 +373,15 @@ class ChunkedBatchRun:
             return self
         tables = self._tables if self._tables is not None else []
         self._tables = tables
-        for result in self._generator():
-            tables.append(result.to_arrow())
+        pending = ResultColumns()
+        try:
+            for result in self._generator():
+                pending.add(result.commands)
+                if len(pending) >= TABLE_ROWS:
+                    tables.append(pending.table())
+        finally:  # the chunks that ran are kept, even when a later one raised
+            if len(pending):
+                tables.append(pending.table())
         return self
 
     # -- whole-run views -------------------------------------------------------------------

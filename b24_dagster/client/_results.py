@@ -24,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
-__all__ = ["STATUSES", "BatchResult", "CommandResult", "result_schema"]
+__all__ = ["STATUSES", "BatchResult", "CommandResult", "ResultColumns", "result_schema"]
 
 STATUSES = ("ok", "error", "not_run", "unknown")
 
@@ -130,24 +130,63 @@ def result_schema() -> pa.Schema:
 
 def rows_to_arrow(rows: Sequence[CommandResult]) -> pa.Table:
     """The Arrow table of some command results, built column by column (see :mod:`._arrow`)."""
-    import pyarrow as pa
+    columns = ResultColumns()
+    columns.add(rows)
+    return columns.table()
 
-    from ._arrow import int_column, string_column, utf8_column
 
-    int64 = pa.int64()
-    columns = [
-        int_column([r.index for r in rows], int64),
-        string_column([r.key for r in rows]),
-        string_column([r.method for r in rows]),
-        int_column([r.chunk_index for r in rows], pa.int32()),
-        string_column([r.status for r in rows]),
-        utf8_column([_dump_utf8(r.data) for r in rows]),
-        string_column([r.error_code for r in rows]),
-        string_column([r.error_description for r in rows]),
-        int_column([r.total for r in rows], int64),
-        int_column([r.next for r in rows], int64),
-    ]
-    return pa.Table.from_arrays(columns, schema=result_schema())
+class ResultColumns:
+    """Command results gathered as columns, for one Arrow table of many chunks.
+
+    Each chunk's results are taken apart as it comes (its data serialized while it is still
+    in the CPU's cache, the Python objects then let go); :meth:`table` builds the table once
+    for all of them, which saves the fixed cost of a table per chunk.
+    """
+
+    __slots__ = ("chunk_index", "error_code", "error_description", "index", "key", "method",
+                 "next", "result", "status", "total")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, [])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def add(self, rows: Sequence[CommandResult]) -> None:
+        """Append the results of some commands."""
+        self.index += [r.index for r in rows]
+        self.key += [r.key for r in rows]
+        self.method += [r.method for r in rows]
+        self.chunk_index += [r.chunk_index for r in rows]
+        self.status += [r.status for r in rows]
+        self.result += [_dump_utf8(r.data) for r in rows]
+        self.error_code += [r.error_code for r in rows]
+        self.error_description += [r.error_description for r in rows]
+        self.total += [r.total for r in rows]
+        self.next += [r.next for r in rows]
+
+    def table(self) -> pa.Table:
+        """The table of every result added since the last call (and start afresh)."""
+        import pyarrow as pa
+
+        from ._arrow import int_column, string_column, utf8_column
+
+        int64 = pa.int64()
+        columns = [
+            int_column(self.index, int64),
+            string_column(self.key),
+            string_column(self.method),
+            int_column(self.chunk_index, pa.int32()),
+            string_column(self.status),
+            utf8_column(self.result),
+            string_column(self.error_code),
+            string_column(self.error_description),
+            int_column(self.total, int64),
+            int_column(self.next, int64),
+        ]
+        self.__init__()  # type: ignore[misc]
+        return pa.Table.from_arrays(columns, schema=result_schema())
 
 
 class BatchResult:
