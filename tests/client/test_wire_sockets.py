@@ -13,6 +13,7 @@ import gzip
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -37,6 +38,17 @@ def _answer(status: str, body: bytes, extra: str = "") -> bytes:
             f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
 
 
+#: The same answer in each way HTTP/1.1 may frame it (RFC 9112 sections 6 and 7).
+FRAMINGS = {
+    "chunked": (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in (OK[:10], OK[10:]))
+                + b"0\r\nX-Trailer: 1\r\n\r\n"),
+    "gzip": _answer("200 OK", gzip.compress(OK), "Content-Encoding: gzip\r\n"),
+    "until_close": b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + OK,
+    "continue": b"HTTP/1.1 100 Continue\r\n\r\n" + _answer("200 OK", OK),
+}
+
+
 class ScriptServer:
     """Serves one scripted step per request: ``ok``, ``drop``, ``slow``, ``redirect``, ``html``,
     ``endless`` (a chunked body that never ends) or ``gzip_bomb`` (64 KiB that inflate to 64 MiB)."""
@@ -49,6 +61,8 @@ class ScriptServer:
         self.script: list[str] = []
         self.requests: list[bytes] = []
         self.body_bytes_sent = 0
+        self.connections = 0
+        self.closed = 0
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -63,6 +77,7 @@ class ScriptServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.connections += 1
             threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
 
     def _read_request(self, f: socket.SocketIO | object) -> bytes | None:
@@ -102,6 +117,13 @@ class ScriptServer:
                     return
                 elif step == "gzip_bomb":
                     conn.sendall(_answer("200 OK", _gzip_bomb(), "Content-Encoding: gzip\r\n"))
+                elif step == "ok_then_close":  # a server's idle timeout, right after answering
+                    conn.sendall(_answer("200 OK", OK))
+                    return
+                elif step in FRAMINGS:
+                    conn.sendall(FRAMINGS[step])
+                    if step == "until_close":
+                        return
                 elif step == "html":
                     conn.sendall(_answer("502 Bad Gateway", b"<html><body>502</body></html>"))
                 else:
@@ -111,6 +133,7 @@ class ScriptServer:
         finally:
             reader.close()
             conn.close()
+            self.closed += 1
 
     def _send_endless(self, conn: socket.socket) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -143,9 +166,34 @@ def test_keep_alive_connection_is_reused(server: ScriptServer) -> None:
     with _client(server.url) as client:
         for _ in range(5):
             client.call("crm.item.get", {"id": 1})
-    assert len(server.requests) == 5
+    assert len(server.requests) == 5 and server.connections == 1
     assert server.requests[0].startswith(f"POST /rest/1/{CODE}/crm.item.get HTTP/1.1".encode())
     assert b"Connection: keep-alive" in server.requests[0]
+
+
+@pytest.mark.parametrize("step", sorted(FRAMINGS))
+def test_every_framing_of_an_answer_is_read(server: ScriptServer, step: str) -> None:
+    server.script = [step, "ok"]
+    with _client(server.url) as client:
+        assert client.call("crm.item.add", {"fields": {"title": "x"}}).result == {"item": {"id": 1}}
+        assert client.call("crm.item.add", {"fields": {"title": "y"}}).result == {"item": {"id": 1}}
+        assert client.stats.retries == 0 and client.stats.unknown_outcomes == 0
+    assert len(server.requests) == 2
+    # an answer that ended with the connection is never followed by a request on it
+    assert server.connections == (2 if step == "until_close" else 1)
+
+
+def test_connection_the_server_closed_while_idle_is_not_used_for_a_write(server: ScriptServer) -> None:
+    server.script = ["ok_then_close", "ok"]
+    with _client(server.url) as client:
+        client.call("crm.item.get", {"id": 1})
+        deadline = time.monotonic() + 5
+        while server.closed < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.closed == 1
+        assert client.call("crm.item.add", {"fields": {"title": "x"}}).result == {"item": {"id": 1}}
+        assert client.stats.retries == 0 and client.stats.unknown_outcomes == 0
+    assert len(server.requests) == 2 and server.connections == 2
 
 
 def test_connection_dropped_after_a_write_is_unknown(server: ScriptServer) -> None:
