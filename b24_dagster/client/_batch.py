@@ -46,7 +46,8 @@ from b24_dagster.errors import (
 from ._commands import MAX_BATCH_COMMANDS, Command, is_write_method, normalize_calls
 from ._encoding import encode_cmd, v3_command
 from ._refs import has_result_ref, validate_v3_refs
-from ._results import BatchResult, CommandResult
+from ._json import RawJson
+from ._results import BatchResult, CommandResult, LazyCommandResult
 
 __all__ = ["check_request_id", "execute_batch", "new_request_id", "run_batch"]
 
@@ -145,7 +146,8 @@ def execute_batch(client: Any, commands: Sequence[Command], *, named: bool = Fal
     try:
         envelope = client._request("batch", payload, api_version=api_version, writes=writes,
                                    methods=methods, idempotency_key=idempotency_key,
-                                   request_id=x_request_id or request_id)
+                                   request_id=x_request_id or request_id,
+                                   lazy_results=api_version == 2)
         if api_version == 3:
             envelope = _whole_v3_answer(client, envelope, payload, len(commands), writes=writes,
                                         methods=methods, idempotency_key=idempotency_key,
@@ -354,11 +356,16 @@ def parse_v2(commands: Sequence[Command], keys: Sequence[str], inner: Any, chunk
                                       None if text is None else str(text), times.get(key)))
             halted = halted or halt_on_error
         elif key in results:
-            rows.append(CommandResult(
-                c.index, c.key, c.method, chunk_index, "ok", results[key], None, None,
-                times.get(key) if times else None,
-                _int(totals.get(key)) if totals else None,
-                _int(nexts.get(key)) if nexts else None))
+            value = results[key]
+            time = times.get(key) if times else None
+            total = _int(totals.get(key)) if totals else None
+            next_ = _int(nexts.get(key)) if nexts else None
+            if type(value) is RawJson:  # kept as the portal's text until its data is read
+                rows.append(LazyCommandResult(c.index, c.key, c.method, chunk_index, value.text,
+                                              time, total, next_))
+            else:
+                rows.append(CommandResult(c.index, c.key, c.method, chunk_index, "ok", value,
+                                          None, None, time, total, next_))
         elif halted:
             rows.append(CommandResult(c.index, c.key, c.method, chunk_index, "not_run", None,
                                       "NOT_RUN", "the batch halted at an earlier error"))

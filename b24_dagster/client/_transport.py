@@ -35,11 +35,7 @@ from b24_dagster._redaction import scrub
 from b24_dagster.errors import ConnectError, ProtocolError
 
 from ._http11 import MaybeSent, RawAnswer, WirePool, too_large
-
-try:  # optional: 2-3x faster decoding of big list pages; stdlib json otherwise
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
+from ._json import decode_json, encode_json
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -76,35 +72,6 @@ class Envelope:
 
 
 _MaybeSent = MaybeSent  # the name the client and the tests know
-
-
-def encode_json(payload: Any) -> bytes:
-    """Serialize a payload compactly as UTF-8 JSON; NaN, infinities and surrogates are refused.
-
-    A lone surrogate is refused rather than sent as its ``\\u`` escape: PHP's json_decode
-    refuses such an escape (JSON_ERROR_UTF16), so the portal could not read the body at all.
-
-    Raises:
-        TypeError: A value is not JSON-able.
-        ValueError: A float is NaN or infinite, or a string holds a lone surrogate
-            (``UnicodeEncodeError``).
-    """
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode()
-
-
-def decode_json(content: bytes) -> Any:
-    """Decode a JSON body (orjson when installed, with stdlib json as the fallback).
-
-    Raises:
-        ValueError: The body is not JSON.
-    """
-    if _orjson is not None:
-        try:
-            return _orjson.loads(content)
-        except _orjson.JSONDecodeError:
-            pass  # stdlib json is more lenient (lone surrogate escapes); let it decide
-    return json.loads(content)
 
 
 def _describe(exc: BaseException) -> str:
