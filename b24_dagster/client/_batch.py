@@ -45,8 +45,8 @@ from b24_dagster.errors import (
 
 from ._commands import MAX_BATCH_COMMANDS, Command, is_write_method, normalize_calls
 from ._encoding import encode_cmd, v3_command
-from ._refs import has_result_ref, validate_v3_refs
 from ._json import RawJson
+from ._refs import has_result_ref, validate_v3_refs
 from ._results import BatchResult, CommandResult, LazyCommandResult
 
 __all__ = ["check_request_id", "execute_batch", "new_request_id", "run_batch"]

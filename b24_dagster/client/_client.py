@@ -30,8 +30,8 @@ from b24_dagster.errors import (
     error_from_response,
 )
 
-from ._retry import Action, RetryPolicy, classify
 from ._json import decode_batch_answer
+from ._retry import Action, RetryPolicy, classify
 from ._throttle import OperatingBudget, RateLimiter, state_file_for
 from ._transport import (
     DEFAULT_MAX_RESPONSE_BYTES,

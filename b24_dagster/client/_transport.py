@@ -17,7 +17,6 @@ that no emulator can show.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import ssl
