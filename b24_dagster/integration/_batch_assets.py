@@ -28,6 +28,7 @@ from b24_dagster.integration._batch_decorator import (
     bitrix24_batch_assets,
     run_rows,
 )
+from b24_dagster.integration._checks_alone import checks_alone
 from b24_dagster.integration._storage import Bitrix24Storage
 from b24_dagster.integration._sync_plan import SyncMode
 from b24_dagster.integration._translator import Bitrix24Translator
@@ -192,7 +193,8 @@ def build_bitrix24_batch_asset(
         return decorator(from_input)
 
     def from_loader(context: dg.AssetExecutionContext, bitrix24: Bitrix24BatchInvocation) -> Any:
-        yield from bitrix24.run(loader(context))
+        # a run of the checks alone sends nothing, so it needs no source rows either
+        yield from bitrix24.run(None if checks_alone(context, bitrix24.asset_key) else loader(context))
 
     return decorator(from_loader)
 

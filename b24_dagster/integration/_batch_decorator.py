@@ -25,8 +25,20 @@ from typing import Any, Literal
 import dagster as dg
 
 from b24_dagster.integration._asset_meta import definition_metadata, table_name
-from b24_dagster.integration._batch_config import Bitrix24BatchConfig, check_results, check_specs
+from b24_dagster.integration._batch_config import (
+    FAILURE_RATE_CHECK,
+    UNKNOWN_CHECK,
+    Bitrix24BatchConfig,
+    check_results,
+    check_specs,
+)
 from b24_dagster.integration._batch_core import BatchSpec, RowFunction, run_batch_step
+from b24_dagster.integration._checks_alone import (
+    checks_alone,
+    last_materialization,
+    not_materialized,
+    selected_only,
+)
 from b24_dagster.integration._sync import run_sync, sync_spec_of
 from b24_dagster.integration._sync_plan import SyncMode, SyncSpec
 from b24_dagster.integration._translator import Bitrix24AssetProps, Bitrix24Translator
@@ -120,9 +132,16 @@ class Bitrix24BatchInvocation:
         """The asset's key."""
         return self._c.key
 
-    def run(self, rows: Any) -> Iterator[dg.MaterializeResult]:
-        """Sync (or send) `rows` (a DataFrame), write the results, yield the materialization."""
+    def run(self, rows: Any) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """Sync (or send) `rows` (a DataFrame), write the results, yield the materialization.
+
+        When the run selected only the asset's checks, nothing is sent: the checks read the
+        outcome counts of the last materialization (see `_checks_alone`).
+        """
         c, context = self._c, self.context
+        if checks_alone(context, c.key):
+            yield from self._checks_of_last_run()
+            return
         storage = getattr(context.resources, c.options.storage_key)
         path = storage.path_for(c.key, context.partition_key if context.has_partition_key else None)
         metadata = run_rows(context, self.config, rows, label=c.name, batch=c.batch, sync=c.sync, path=path,
@@ -132,6 +151,18 @@ class Bitrix24BatchInvocation:
                   if dg.AssetCheckKey(c.key, r.check_name) in selected]  # fmt: skip
         yield dg.MaterializeResult(asset_key=c.key, metadata={**metadata, "dagster/table_name": table_name(c.key)},
                                    check_results=checks)  # fmt: skip
+
+    def _checks_of_last_run(self) -> Iterator[dg.AssetCheckResult]:
+        c, names = self._c, (FAILURE_RATE_CHECK, UNKNOWN_CHECK)
+        found = last_materialization(self.context, c.key)
+        if found is None:
+            results = not_materialized(c.key, names, f"{c.name} has not been materialized: nothing to check")
+        elif not {"failure_rate", "unknown", "commands"} <= found[0].keys():
+            results = not_materialized(c.key, names, f"the last materialization of {c.name} (run {found[1]}) "
+                                                     "has no outcome counts (a dry run?)")  # fmt: skip
+        else:
+            results = check_results(c.key, found[0], c.options.failure_rate_threshold)
+        yield from selected_only(self.context, c.key, results)
 
 
 def run_rows(context: Any, config: Bitrix24BatchConfig, rows: Any, *, label: str, batch: BatchSpec,

@@ -28,9 +28,12 @@ from dagster._utils.warnings import disable_dagster_warnings
 
 from b24_dagster.integration._asset_meta import column_descriptions, definition_metadata
 from b24_dagster.integration._batch_run import table_schema_metadata
+from b24_dagster.integration._checks_alone import checks_alone, not_materialized, selected_only
 from b24_dagster.integration._export_run import (
     DATE_DIM,
+    IDS_UNIQUE_CHECK,
     PORTAL_DIM,
+    ROWS_PRESENT_CHECK,
     ExportRun,
     ExportSpec,
     PageTransform,
@@ -38,6 +41,7 @@ from b24_dagster.integration._export_run import (
     export_check_results,
     export_checks,
     field_descriptions_of,
+    ids_of_file,
     list_defaults,
 )
 from b24_dagster.integration._translator import Bitrix24AssetProps, Bitrix24Translator
@@ -143,6 +147,9 @@ class Bitrix24ExportInvocation:
                 typed and written: drop rows, add or rename fields (list the new ones in `select`).
         """
         spec, context, keys = self._spec, self.context, self.partition_keys
+        if checks_alone(context, spec.key):  # nothing is exported: the checks read the files
+            yield from self._checks_of_files(keys)
+            return
         if len(keys) > 1:
             context.log.info(f"{spec.name}: {len(keys)} partitions in this run, {keys[0]} ... {keys[-1]}")
         outcomes = [ExportRun(context, spec, key, filter=filter, params=params, transform=transform).execute()
@@ -154,6 +161,19 @@ class Bitrix24ExportInvocation:
                       if dg.AssetCheckKey(spec.key, r.check_name) in selected]  # fmt: skip
         yield dg.MaterializeResult(asset_key=spec.key, metadata=combined_metadata([m for m, _ in outcomes]),
                                    check_results=checks)  # fmt: skip
+
+    def _checks_of_files(self, keys: Sequence[Any]) -> Iterator[dg.AssetCheckResult]:
+        spec = self._spec
+        storage = getattr(self.context.resources, spec.storage_key)
+        paths = [storage.path_for(spec.key, key) for key in keys]
+        missing = [str(key) if key is not None else spec.name for key, path in zip(keys, paths, strict=True)
+                   if not path.exists()]  # fmt: skip
+        if missing:
+            results = not_materialized(spec.key, (ROWS_PRESENT_CHECK, IDS_UNIQUE_CHECK),
+                                       f"not exported yet: {', '.join(missing[:20])}")  # fmt: skip
+        else:
+            results = export_check_results(spec.key, [ids_of_file(path, key) for key, path in zip(keys, paths, strict=True)])
+        yield from selected_only(self.context, spec.key, results)
 
 
 def bitrix24_export_assets(

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from b24_dagster.integration._asset_meta import column_descriptions, table_name
 from b24_dagster.integration._batch_run import Stopwatch, client_stats, table_schema_metadata
@@ -30,6 +31,7 @@ from b24_dagster.integration._typing import ColumnTyper, columns_for, normalize_
 __all__ = [
     "DATE_DIM",
     "IDS_UNIQUE_CHECK",
+    "ids_of_file",
     "PORTAL_DIM",
     "ROWS_PRESENT_CHECK",
     "ExportRun",
@@ -263,6 +265,20 @@ class _Ids:
                     self.examples.append(value)
             else:
                 self.seen.add(value)
+
+
+def ids_of_file(path: Any, partition: Any) -> _Ids:
+    """The rows and duplicate ids of an exported file, read back (only its id column)."""
+    ids = _Ids(partition)
+    with path.open("rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        column = next((n for n in parquet.schema_arrow.names if normalize_name(n) == "id"), None)
+        if column is None:
+            ids.column, ids.rows = "", parquet.metadata.num_rows
+            return ids
+        for batch in parquet.iter_batches(batch_size=100_000, columns=[column]):
+            ids.add(pa.Table.from_batches([batch]))
+    return ids
 
 
 def export_checks(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:

@@ -71,3 +71,35 @@ def test_a_subset_without_the_checks_runs_without_them(b24_emulator, resources, 
 def test_unknown_arguments_are_refused_by_name():
     with pytest.raises(dg.DagsterInvalidDefinitionError, match="key_colum"):
         bitrix24_batch_assets(name="x", method="crm.lead.add", key_colum="external_id")
+
+
+@dg.asset(name="all_leads_csv")
+def all_leads_csv() -> pd.DataFrame:
+    return pd.DataFrame({"external_id": [f"all-{i}" for i in range(3)], "title": ["A", "B", "C"]})
+
+
+@bitrix24_batch_assets(name="all_leads", method="crm.lead.add", key_column="external_id",
+                       fields={"title": "TITLE"}, ins={"leads": dg.AssetIn("all_leads_csv")})  # fmt: skip
+def all_leads(context: dg.AssetExecutionContext, bitrix24: Bitrix24BatchInvocation, leads: pd.DataFrame):
+    yield from bitrix24.run(leads)
+
+
+def test_checks_alone_read_the_last_materialization_and_send_nothing(b24_emulator, resources, base, instance):
+    # (Dagster cannot select only checks of a partitioned asset: "no PartitionsDefinition shared")
+    key, assets = dg.AssetKey(["bitrix24", "all_leads"]), [all_leads_csv, all_leads]
+    checks_only = dg.AssetSelection.checks_for_assets(key)
+    assert dg.materialize([all_leads_csv], resources=resources, instance=instance).success
+    never = dg.materialize(assets, resources=resources, instance=instance, selection=checks_only)
+    assert never.success, "a check of an asset never materialized fails, the run does not"
+    assert {(e.check_name, e.passed) for e in never.get_asset_check_evaluations()} == {
+        (FAILURE_RATE_CHECK, False), (UNKNOWN_CHECK, False)}
+    assert _portal_origins(b24_emulator) == []
+    assert dg.materialize(assets, resources=resources, instance=instance).success
+    requests = b24_emulator.stats["requests"]
+    result = dg.materialize(assets, resources=resources, instance=instance, selection=checks_only)
+    assert result.success
+    assert b24_emulator.stats["requests"] == requests, "selecting the checks alone sends nothing"
+    assert not result.asset_materializations_for_node("bitrix24__all_leads")
+    evaluations = result.get_asset_check_evaluations()
+    assert {(e.check_name, e.passed) for e in evaluations} == {(FAILURE_RATE_CHECK, True), (UNKNOWN_CHECK, True)}
+    assert all(e.metadata["commands"].value == 3 for e in evaluations)

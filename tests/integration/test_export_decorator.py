@@ -181,6 +181,27 @@ def test_only_the_selected_check_runs(deals, resources, base, instance):
     assert len(none.asset_materializations_for_node("bitrix24__won_deals")) == 1
 
 
+def test_checks_alone_read_the_file_and_export_nothing(b24_emulator, deals, resources, base, instance):
+    key = won_deals.key
+    checks_only = dg.AssetSelection.checks_for_assets(key)
+    never = dg.materialize([won_deals], resources=resources, instance=instance, selection=checks_only,
+                           raise_on_error=False)  # fmt: skip
+    assert not never.success, "ids_unique is blocking: its failure fails the run"
+    evaluations = never.get_asset_check_evaluations()
+    assert {(e.check_name, e.passed) for e in evaluations} == {(ROWS_PRESENT_CHECK, False), (IDS_UNIQUE_CHECK, False)}
+    assert all(e.description == "not exported yet: won_deals" for e in evaluations)
+    assert not (base / "bitrix24" / "won_deals.parquet").exists()
+    assert dg.materialize([won_deals], resources=resources, instance=instance).success
+    rows = pq.read_metadata(base / "bitrix24" / "won_deals.parquet").num_rows
+    requests = b24_emulator.stats["requests"]
+    result = dg.materialize([won_deals], resources=resources, instance=instance, selection=checks_only)
+    assert result.success and b24_emulator.stats["requests"] == requests, "the checks alone call no method"
+    assert not result.asset_materializations_for_node("bitrix24__won_deals")
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations[ROWS_PRESENT_CHECK].passed and evaluations[IDS_UNIQUE_CHECK].passed
+    assert evaluations[ROWS_PRESENT_CHECK].metadata["rows"].value == rows > 0
+
+
 def test_pool_and_backfill_policy_are_on_the_definition():
     daily = _daily()
     assert daily.op.pools == {"bitrix24"} and vip_deals.op.pools == {"crm_portal"}
