@@ -37,6 +37,7 @@ from b24_dagster.integration._checks_alone import (
     checks_alone,
     last_materialization,
     not_materialized,
+    of_run,
     selected_only,
 )
 from b24_dagster.integration._sync import run_sync, sync_spec_of
@@ -156,12 +157,13 @@ class Bitrix24BatchInvocation:
         c, names = self._c, (FAILURE_RATE_CHECK, UNKNOWN_CHECK)
         found = last_materialization(self.context, c.key)
         if found is None:
-            results = not_materialized(c.key, names, f"{c.name} has not been materialized: nothing to check")
+            results = not_materialized(c.key, names, f"{c.name} has not been materialized (dry runs aside): "
+                                                     "nothing to check")  # fmt: skip
         elif not {"failure_rate", "unknown", "commands"} <= found[0].keys():
             results = not_materialized(c.key, names, f"the last materialization of {c.name} (run {found[1]}) "
                                                      "has no outcome counts (a dry run?)")  # fmt: skip
         else:
-            results = check_results(c.key, found[0], c.options.failure_rate_threshold)
+            results = of_run(check_results(c.key, found[0], c.options.failure_rate_threshold), found[1])
         yield from selected_only(self.context, c.key, results)
 
 

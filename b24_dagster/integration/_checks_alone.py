@@ -15,7 +15,10 @@ from typing import Any
 
 import dagster as dg
 
-__all__ = ["checks_alone", "last_materialization", "not_materialized", "selected_only"]
+__all__ = ["checks_alone", "last_materialization", "not_materialized", "of_run", "selected_only"]
+
+#: Materializations looked at for the last one that is not a dry run.
+_LOOK_BACK = 50
 
 
 def checks_alone(context: dg.AssetExecutionContext, key: dg.AssetKey) -> bool:
@@ -24,23 +27,33 @@ def checks_alone(context: dg.AssetExecutionContext, key: dg.AssetKey) -> bool:
 
 
 def last_materialization(context: dg.AssetExecutionContext, key: dg.AssetKey) -> tuple[dict[str, Any], str] | None:
-    """The metadata (plain values) and run id of the asset's last materialization (of this
-    run's partition, when it has one), or None."""
+    """The metadata (plain values) and run id of the asset's last materialization that is not
+    a dry run (of this run's partition, when it has one), or None."""
     partition = context.partition_key if context.has_partition_key else None
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition is not None else None),
-        limit=1,
+        limit=_LOOK_BACK,
     ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    metadata = records[0].asset_materialization.metadata
-    return {name: getattr(value, "value", value) for name, value in metadata.items()}, records[0].run_id
+    for record in records:  # newest first
+        if record.asset_materialization is None:
+            continue
+        metadata = {name: getattr(value, "value", value) for name, value in record.asset_materialization.metadata.items()}
+        if metadata.get("dry_run") is not True:  # a dry run's counts are of its plan, not of results
+            return metadata, record.run_id
+    return None
 
 
 def not_materialized(key: dg.AssetKey, check_names: Sequence[str], why: str) -> list[dg.AssetCheckResult]:
     """Failed results of the checks, for an asset with nothing to check."""
     return [dg.AssetCheckResult(check_name=name, asset_key=key, passed=False, severity=dg.AssetCheckSeverity.ERROR,
                                 description=why) for name in check_names]  # fmt: skip
+
+
+def of_run(results: Iterable[dg.AssetCheckResult], run_id: str) -> list[dg.AssetCheckResult]:
+    """The results with the run whose outcome they checked (`checked_run_id`)."""
+    return [dg.AssetCheckResult(check_name=r.check_name, asset_key=r.asset_key, passed=r.passed, severity=r.severity,
+                                description=r.description, metadata={**r.metadata, "checked_run_id": run_id})
+            for r in results]  # fmt: skip
 
 
 def selected_only(context: dg.AssetExecutionContext, key: dg.AssetKey,

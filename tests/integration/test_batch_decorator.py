@@ -94,7 +94,10 @@ def test_checks_alone_read_the_last_materialization_and_send_nothing(b24_emulato
     assert {(e.check_name, e.passed) for e in never.get_asset_check_evaluations()} == {
         (FAILURE_RATE_CHECK, False), (UNKNOWN_CHECK, False)}
     assert _portal_origins(b24_emulator) == []
-    assert dg.materialize(assets, resources=resources, instance=instance).success
+    done = dg.materialize(assets, resources=resources, instance=instance)
+    dry = dg.materialize(assets, resources=resources, instance=instance,
+                         run_config={"ops": {"bitrix24__all_leads": {"config": {"dry_run": True}}}})  # fmt: skip
+    assert done.success and dry.success
     requests = b24_emulator.stats["requests"]
     result = dg.materialize(assets, resources=resources, instance=instance, selection=checks_only)
     assert result.success
@@ -103,3 +106,5 @@ def test_checks_alone_read_the_last_materialization_and_send_nothing(b24_emulato
     evaluations = result.get_asset_check_evaluations()
     assert {(e.check_name, e.passed) for e in evaluations} == {(FAILURE_RATE_CHECK, True), (UNKNOWN_CHECK, True)}
     assert all(e.metadata["commands"].value == 3 for e in evaluations)
+    # the outcome of the real run is checked, not the plan of the dry run after it
+    assert all(e.metadata["checked_run_id"].value == done.run_id for e in evaluations)
