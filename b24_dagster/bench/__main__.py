@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import importlib.util
 import shutil
 import sys
 import tempfile
@@ -130,7 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     info.seconds = time.perf_counter() - t0
     goals = write_outputs(out, info, done=True)
     _log("\n".join(["", "Targets:"] + [f"- {g}" for g in goals]))
-    _log(f"wrote {out / 'latest.md'}, {out / 'latest.png'}, {out / 'latest.json'}")
+    charted = importlib.util.find_spec("matplotlib") is not None  # the chart is skipped without it
+    files = [out / "latest.md", *([out / "latest.png"] if charted else []), out / "latest.json"]
+    _log("wrote " + ", ".join(map(str, files)) + ("" if charted else
+         " (no chart: matplotlib is not installed; `python3 dev.py bench` installs it)"))
     return 0
 
 
