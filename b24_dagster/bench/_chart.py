@@ -51,12 +51,22 @@ def write_chart(path: Path, scenarios: list[Scenario], results: dict[str, dict[s
             if col == 0:
                 ax.set_title(f"{s.key}. {s.title}", fontsize=9, loc="left")
             for y, (n, v) in enumerate(zip(names, med, strict=True)):
+                damage = _damage(agg.get(n, {}))
                 if agg.get(n, {}).get(metric) is None:
                     word = " failed" if agg.get(n, {}).get("_errors") else " not run"
-                    ax.text(0, y, word, va="center", fontsize=7)
+                    ax.text(0, y, word + damage, va="center", fontsize=7)
                 else:
-                    ax.text(v, y, f" {v:.3g}", va="center", fontsize=7)
+                    # a fast bar that lost or doubled records is no win: say so beside it
+                    ax.text(v, y, f" {v:.3g}{damage}", va="center", fontsize=7,
+                            color="#b00020" if damage else "black")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _damage(stats: dict[str, Any]) -> str:
+    """`` (3,000 lost)`` when the client's runs lost or duplicated records (medians)."""
+    parts = [f"{round(stats[k]['median']):,} {k}" for k in ("lost", "duplicated")
+             if isinstance(stats.get(k), dict) and stats[k].get("median")]
+    return f" ({', '.join(parts)})" if parts else ""
