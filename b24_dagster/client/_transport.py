@@ -1,4 +1,7 @@
-"""The HTTP layer: one pooled keep-alive ``requests.Session``, JSON POST, response -> Envelope.
+"""The HTTP layer: JSON POST to the portal over kept-alive connections, response -> RawAnswer.
+
+Two paths: the transport's own sockets (:mod:`._http11`, the default), or a ``requests``
+session when one is injected or a proxy is configured.
 
 What it guarantees:
 
@@ -12,7 +15,8 @@ What it guarantees:
 * exception messages and chained causes never show the request URL.
 
 The session is injectable: a test can mount a ``requests`` adapter on it for the few cases
-that no emulator can show.
+that no emulator can show (``tests/client/test_wire_adapter.py``); the default path is
+tested over real sockets (``tests/client/test_wire_sockets.py``, the fault matrix).
 """
 
 from __future__ import annotations
