@@ -59,8 +59,8 @@ NOT_SHOWN = ("Loading", "GraphQL error", "Something went wrong", "Error loading"
 class Shot:
     """One picture: the page, the texts its rendered page must show first, what to crop.
 
-    `event` picks one materialization of the page's asset in its Events view: "latest" (the
-    latest that is not a dry run) or "dry_run" (the latest dry run). `crop` is None (the
+    `event` picks one event of the page's asset in its Events view: "latest" (the latest
+    materialization) or "dry_run" (the latest dry run, an observation). `crop` is None (the
     whole window), ("rows", first, last, heading) (the metadata rows from the one labelled
     `first` to the one labelled `last`, from the event's heading when `heading`) or
     ("section", title) (an Overview section such as "Columns").
@@ -110,7 +110,7 @@ SHOTS = (
     Shot(
         "/assets/bitrix24/lead_import?view=events",
         "lead_import_dry_run.png",
-        ("Materialized in run", "dry_run", "rows_create", "plan_uri", "plan_preview", "unchanged"),
+        ("Observed in run", "dry_run", "rows_create", "plan_uri", "plan_preview", "unchanged"),
         event="dry_run",
         crop=("rows", "sync_mode", "plan_preview", True),
     ),
@@ -249,20 +249,21 @@ def dismiss_community_dialog(base: str) -> None:
 
 
 def event_time(base: str, asset_path: str, which: str) -> str:
-    """The timestamp (ms) of the asset's latest materialization that is ("dry_run") or is
-    not ("latest") a dry run: the Events view's `time` parameter selects it."""
+    """The timestamp (ms) of the asset's latest materialization ("latest") or of its latest
+    dry run ("dry_run", an observation): the Events view's `time` parameter selects it."""
     keys = json.dumps(asset_path.split("/"))
+    field = "assetObservations" if which == "dry_run" else "assetMaterializations"
     data = graphql(
         base,
         f"""{{ assetOrError(assetKey: {{path: {keys}}}) {{ ... on Asset {{
-        assetMaterializations(limit: 50) {{ timestamp
+        {field}(limit: 50) {{ timestamp
           metadataEntries {{ label ... on BoolMetadataEntry {{ boolValue }} }} }} }} }} }}""",
     )
-    for event in (data["assetOrError"] or {}).get("assetMaterializations") or []:
+    for event in (data["assetOrError"] or {}).get(field) or []:
         dry = any(e["label"] == "dry_run" and e.get("boolValue") for e in event["metadataEntries"])
         if dry == (which == "dry_run"):
             return str(event["timestamp"])
-    raise RuntimeError(f"no {which} materialization of {asset_path}: run with --run-demo")
+    raise RuntimeError(f"no {which} event of {asset_path}: run with --run-demo")
 
 
 class Browser:
@@ -404,9 +405,8 @@ def capture(browser: Browser, base: str, shot: Shot, timeout: float = 90.0) -> P
 
 
 def run_demo(home: Path) -> int:
-    """A demo run, a dry run of the lead import, and a second demo run: a sync, and the lead
-    import's latest materialization again (a dry run's counts as one; the dbt views below it
-    would show as unsynced)."""
+    """A demo run, a dry run of the lead import (an observation), and a second demo run: its
+    lead import is a sync of rows already sent, the picture of lead_import_sync.png."""
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     dagster = Path(sys.executable).parent / "dagster"
     demo = [sys.executable, "-m", "b24_dagster.demo"]

@@ -133,8 +133,11 @@ class Bitrix24BatchInvocation:
         """The asset's key."""
         return self._c.key
 
-    def run(self, rows: Any) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    def run(self, rows: Any) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
         """Sync (or send) `rows` (a DataFrame), write the results, yield the materialization.
+
+        A dry run yields an observation with the plan instead (the asset is not materialized,
+        so downstream assets of the run are skipped).
 
         When the run selected only the asset's checks, nothing is sent: the checks read the
         outcome counts of the last materialization (see `_checks_alone`).
@@ -147,6 +150,12 @@ class Bitrix24BatchInvocation:
         path = storage.path_for(c.key, context.partition_key if context.has_partition_key else None)
         metadata = run_rows(context, self.config, rows, label=c.name, batch=c.batch, sync=c.sync, path=path,
                             options=c.options)  # fmt: skip
+        if self.config.dry_run:
+            # Nothing was written: the plan is an observation. A materialization would start
+            # downstream assets and automation on results that do not exist.
+            context.log.info(f"{c.name}: dry run, nothing sent; the plan is recorded as an observation")
+            yield dg.AssetObservation(asset_key=c.key, metadata=metadata)  # type: ignore[misc]
+            return
         selected = context.selected_asset_check_keys
         checks = [r for r in check_results(c.key, metadata, c.options.failure_rate_threshold)
                   if dg.AssetCheckKey(c.key, r.check_name) in selected]  # fmt: skip
@@ -221,6 +230,7 @@ def bitrix24_batch_assets(
     asset_spec = dg.AssetSpec(
         key=spec.key, deps=deps, description=spec.description, group_name=spec.group_name,
         metadata=definition_metadata(spec), tags=dict(spec.tags), kinds=set(spec.kinds), owners=list(spec.owners),
+        skippable=True,  # a dry run observes the asset and does not materialize it (see run())
     ).with_io_manager_key(opts.storage_key)  # the results load as a downstream AssetIn (_inputs.py)
 
     def decorator(body: Callable[..., Any]) -> dg.AssetsDefinition:

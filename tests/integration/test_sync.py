@@ -132,7 +132,12 @@ def test_dry_run_writes_the_plan_and_nothing_else(b24_emulator, resources, base,
     source.frame.loc[2, "title"] = "changed"
     source.frame = pd.concat([source.frame, leads(31).tail(1)], ignore_index=True)
     before = writes(b24_emulator)
-    m = metadata(materialize(source.assets(), resources, instance, dry_run=True))
+    dry = materialize(source.assets(), resources, instance, dry_run=True)
+    assert dry.success and not [e for e in dry.get_asset_materialization_events()
+                                if e.asset_key == dg.AssetKey(["bitrix24", "lead_sync"])], "a plan is no materialization"
+    [observation] = [e.event_specific_data.asset_observation for e in dry.all_events
+                     if e.event_type_value == "ASSET_OBSERVATION"]  # fmt: skip
+    m = {k: getattr(v, "value", v) for k, v in observation.metadata.items()}
     assert writes(b24_emulator) == before
     assert (base / "bitrix24" / "lead_sync.parquet").read_bytes() == results_before
     assert state.read_bytes() == state_before
