@@ -30,6 +30,7 @@ from b24_dagster.errors import (
     error_from_response,
 )
 
+from ._http11 import MaybeSent
 from ._json import decode_batch_answer
 from ._retry import Action, RetryPolicy, classify
 from ._throttle import OperatingBudget, RateLimiter, state_file_for
@@ -39,7 +40,6 @@ from ._transport import (
     Envelope,
     RawAnswer,
     Transport,
-    _MaybeSent,
     decode_json,
     encode_json,
 )
@@ -467,7 +467,7 @@ class Bitrix24Client:
         return self.retry.backoff(attempt)
 
     def _final(self, exc: Bitrix24Error, action: Action, method: str) -> Bitrix24Error:
-        if action is Action.UNKNOWN or isinstance(exc, _MaybeSent):
+        if action is Action.UNKNOWN or isinstance(exc, MaybeSent):
             self.stats.unknown_outcomes += 1
             return OutcomeUnknownError(
                 f"{method}: the outcome is unknown, the request may have run: {exc}",

@@ -211,7 +211,7 @@ class WirePool:
             try:
                 conn.sock.sendall(head + body)
                 answer, keep = _read_answer(conn, method, max_bytes)
-            except (TransportError, ProtocolError):
+            except TransportError:  # MaybeSent or ProtocolError, raised above with their reason
                 raise
             except TimeoutError:
                 raise MaybeSent(f"{method}: no answer within {self.read_timeout} s",

@@ -200,6 +200,9 @@ class ResultColumns:
                  "next", "result", "status", "total")
 
     def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
         for name in self.__slots__:
             setattr(self, name, [])
 
@@ -238,7 +241,7 @@ class ResultColumns:
             int_column(self.total, int64),
             int_column(self.next, int64),
         ]
-        self.__init__()  # type: ignore[misc]
+        self._clear()
         return pa.Table.from_arrays(columns, schema=result_schema())
 
 

@@ -10,7 +10,7 @@ What it guarantees:
 * TLS verification stays on (``verify`` may name a CA bundle);
 * bodies are read streamed and bounded (``max_response_bytes``) and only ever JSON-decoded;
 * a failure is classified by whether the request may have reached the portal:
-  :class:`ConnectError` (not sent, safe to repeat), :class:`_MaybeSent` (sent or partly sent,
+  :class:`ConnectError` (not sent, safe to repeat), :class:`MaybeSent` (sent or partly sent,
   no answer), or an answer that is not JSON (:class:`ProtocolError`);
 * exception messages and chained causes never show the request URL.
 
@@ -72,9 +72,6 @@ class Envelope:
     body: Any
     headers: Mapping[str, str]
     replayed: bool = False
-
-
-_MaybeSent = MaybeSent  # the name the client and the tests know
 
 
 def _describe(exc: BaseException) -> str:
@@ -192,7 +189,7 @@ class Transport:
 
         Raises:
             ConnectError: The request was not sent.
-            _MaybeSent: It may have been sent, and no complete answer came back.
+            MaybeSent: It may have been sent, and no complete answer came back.
             ProtocolError: A redirect, or a body larger than ``max_response_bytes``.
         """
         hdrs = self.base_headers if not headers else {**self.base_headers, **headers}
@@ -243,13 +240,13 @@ class Transport:
             if _not_sent(exc):
                 raise ConnectError(f"{method}: could not connect ({_describe(exc)})",
                                    method=method) from None
-            raise _MaybeSent(f"{method}: connection lost after sending ({_describe(exc)})",
+            raise MaybeSent(f"{method}: connection lost after sending ({_describe(exc)})",
                              method=method) from None
         except requests.exceptions.Timeout as exc:
-            raise _MaybeSent(f"{method}: no answer within {self._u3_timeout.read_timeout} s "
+            raise MaybeSent(f"{method}: no answer within {self._u3_timeout.read_timeout} s "
                              f"({_describe(exc)})", method=method) from None
         except requests.exceptions.RequestException as exc:
-            raise _MaybeSent(f"{method}: request failed ({_describe(exc)})",
+            raise MaybeSent(f"{method}: request failed ({_describe(exc)})",
                              method=method) from None
         return resp.raw
 
@@ -271,7 +268,7 @@ class Transport:
                     raise too_large(method, status, limit)
                 content = raw.read(decode_content=False)
                 if len(content) != int(length):
-                    raise _MaybeSent(f"{method}: the answer was cut short", method=method,
+                    raise MaybeSent(f"{method}: the answer was cut short", method=method,
                                      status=status)
                 return content
             parts: list[bytes] = []
@@ -283,7 +280,7 @@ class Transport:
                 parts.append(chunk)
             return b"".join(parts)
         except (u3.HTTPError, OSError, requests.exceptions.RequestException) as exc:
-            raise _MaybeSent(f"{method}: the answer broke off ({_describe(exc)})",
+            raise MaybeSent(f"{method}: the answer broke off ({_describe(exc)})",
                              method=method, status=status) from None
 
 
@@ -300,11 +297,10 @@ def _refuse_redirect(status: int, method: str) -> None:
 def _wire_pool(origin: str, verify: bool | str, connect: float, read: float,
                maxsize: int) -> WirePool:
     """The transport's own connections to ``origin``, trusting what requests would trust."""
-    scheme, _, hostport = origin.partition("://")
     parsed = urllib3.util.parse_url(origin)
-    host = (parsed.host or hostport).strip("[]")
+    https = parsed.scheme == "https"
     tls = None
-    if scheme == "https":
+    if https:
         if verify is False:
             tls = ssl.create_default_context()
             tls.check_hostname = False
@@ -314,8 +310,9 @@ def _wire_pool(origin: str, verify: bool | str, connect: float, read: float,
             tls = (ssl.create_default_context(capath=bundle) if os.path.isdir(bundle)
                    else ssl.create_default_context(cafile=bundle))
         tls.minimum_version = ssl.TLSVersion.TLSv1_2
-    port = parsed.port or (443 if scheme == "https" else 80)
-    return WirePool(host, port, tls, connect_timeout=connect, read_timeout=read, maxsize=maxsize)
+    port = parsed.port or (443 if https else 80)
+    return WirePool((parsed.host or "").strip("[]"), port, tls, connect_timeout=connect, read_timeout=read,
+                    maxsize=maxsize)
 
 
 def _not_sent(exc: requests.exceptions.ConnectionError) -> bool:

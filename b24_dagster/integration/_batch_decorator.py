@@ -156,9 +156,7 @@ class Bitrix24BatchInvocation:
             context.log.info(f"{c.name}: dry run, nothing sent; the plan is recorded as an observation")
             yield dg.AssetObservation(asset_key=c.key, metadata=metadata)  # type: ignore[misc]
             return
-        selected = context.selected_asset_check_keys
-        checks = [r for r in check_results(c.key, metadata, c.options.failure_rate_threshold)
-                  if dg.AssetCheckKey(c.key, r.check_name) in selected]  # fmt: skip
+        checks = list(selected_only(context, c.key, check_results(c.key, metadata, c.options.failure_rate_threshold)))
         yield dg.MaterializeResult(asset_key=c.key, metadata={**metadata, "dagster/table_name": table_name(c.key)},
                                    check_results=checks)  # fmt: skip
 
@@ -170,7 +168,7 @@ class Bitrix24BatchInvocation:
                                                      "nothing to check")  # fmt: skip
         elif not {"failure_rate", "unknown", "commands"} <= found[0].keys():
             results = not_materialized(c.key, names, f"the last materialization of {c.name} (run {found[1]}) "
-                                                     "has no outcome counts (a dry run?)")  # fmt: skip
+                                                     "has no outcome counts")  # fmt: skip
         else:
             results = of_run(check_results(c.key, found[0], c.options.failure_rate_threshold), found[1])
         yield from selected_only(self.context, c.key, results)

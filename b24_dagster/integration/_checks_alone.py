@@ -5,7 +5,8 @@ the UI, a check-only job). For a batch write that body would write to the CRM ag
 an export it would call the portal and then fail, since it may not yield the materialization
 of an asset that is not selected. Instead the checks read what the last materialization left:
 a batch asset's outcome counts (its metadata), an export's Parquet files. A check of an asset
-never materialized fails, saying so; the run itself succeeds.
+never materialized fails, saying so (a blocking check, such as an export's `ids_unique`, then
+fails the run, as Dagster does for any failed blocking check).
 """
 
 from __future__ import annotations

@@ -156,9 +156,7 @@ class Bitrix24ExportInvocation:
                     for key in keys]  # fmt: skip
         checks: list[dg.AssetCheckResult] = []
         if self._checks:
-            selected = context.selected_asset_check_keys
-            checks = [r for r in export_check_results(spec.key, [ids for _, ids in outcomes])
-                      if dg.AssetCheckKey(spec.key, r.check_name) in selected]  # fmt: skip
+            checks = list(selected_only(context, spec.key, export_check_results(spec.key, [ids for _, ids in outcomes])))
         yield dg.MaterializeResult(asset_key=spec.key, metadata=combined_metadata([m for m, _ in outcomes]),
                                    check_results=checks)  # fmt: skip
 

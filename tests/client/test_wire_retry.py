@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from b24_dagster.client._http11 import MaybeSent
 from b24_dagster.client._retry import Action, RetryPolicy, classify
-from b24_dagster.client._transport import _MaybeSent
 from b24_dagster.errors import (
     AuthError,
     ConnectError,
@@ -49,7 +49,7 @@ CASES = [
     (_protocol(429), Action.BLOCKED, Action.BLOCKED, Action.BLOCKED),
     (ConnectError("x"), Action.RETRY, Action.RETRY, Action.RETRY),
     (ConnectError("x", retryable=False), Action.RAISE, Action.RAISE, Action.RAISE),
-    (_MaybeSent("x"), Action.RETRY, Action.UNKNOWN, Action.RETRY),
+    (MaybeSent("x"), Action.RETRY, Action.UNKNOWN, Action.RETRY),
     (ServerError("m", "INTERNAL_SERVER_ERROR", status=500), Action.RETRY, Action.UNKNOWN,
      Action.RETRY),
     (ServerError("m", "PORTAL_DELETED", status=500), Action.RAISE, Action.RAISE, Action.RAISE),
