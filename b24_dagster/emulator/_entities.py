@@ -14,7 +14,7 @@ Field sets and key orders follow the fixtures (``crm_item_add.json``, ``crm_item
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,8 @@ class Field:
     constant: bool = False     # always the default (item-only placeholders such as searchContent)
     title: str = ""
     hidden: bool = False       # legacy: in *.fields and writable, never in get/list (CONTACT_IDS)
+    legacy_read_only: bool = False  # read-only in crm.<entity>.* only (crm-deal-fields.md LEAD_ID)
+    legacy_immutable: bool = False  # set on add, never changed by crm.<entity>.update (CATEGORY_ID)
 
     @property
     def kind(self) -> str:
@@ -106,7 +108,7 @@ class Entity:
                 camel_name, upper_name, ftype,
                 self.hot.index(key) if key in self.hot else None,
                 default, "q" in flags, "r" in flags, "m" in flags, "c" in flags,
-                _title(upper_name or key), "w" in flags,
+                _title(upper_name or key), "w" in flags, "R" in flags, "I" in flags,
             ))
         self.fields = fields
         self.by_camel = {f.camel: f for f in fields if f.camel}
@@ -175,6 +177,11 @@ def _derive_stage(rec: dict[str, Any], stages: dict[str, str], first: str) -> No
     _derive_common(rec)
 
 
+#: One line a field: crm.item name, legacy name (``-`` when a view lacks it), type as ``*.fields``
+#: reports it, flags: ``q`` required, ``r`` read-only, ``m`` multiple, ``c`` constant, ``w``
+#: write-only in the legacy view, ``R`` read-only and ``I`` immutable in the legacy view only.
+#: The flags follow the answers of crm-deal-fields.md, crm-lead-fields.md, crm-contact-fields.md
+#: and crm-company-fields.md (``tests/emulator/test_http_doc_pages.py`` compares them).
 _DEAL_SPEC = """
 id ID integer r
 createdTime DATE_CREATE datetime r
@@ -185,13 +192,13 @@ createdBy CREATED_BY_ID user r
 updatedBy MODIFY_BY_ID user r
 assignedById ASSIGNED_BY_ID user
 opened OPENED char
-leadId LEAD_ID crm_lead
+leadId LEAD_ID crm_lead R
 companyId COMPANY_ID crm_company
 contactId CONTACT_ID crm_contact
-quoteId QUOTE_ID crm_quote
+quoteId QUOTE_ID crm_quote R
 title TITLE string
 productId - integer c
-categoryId CATEGORY_ID crm_category
+categoryId CATEGORY_ID crm_category I
 stageId STAGE_ID crm_status
 stageSemanticId STAGE_SEMANTIC_ID string r
 isNew IS_NEW char r
@@ -299,7 +306,7 @@ hasPhone HAS_PHONE char r
 hasEmail HAS_EMAIL char r
 hasImol HAS_IMOL char r
 login - string rc
-isReturnCustomer IS_RETURN_CUSTOMER char
+isReturnCustomer IS_RETURN_CUSTOMER char R
 searchContent - string rc
 isManualOpportunity IS_MANUAL_OPPORTUNITY char
 movedBy MOVED_BY_ID user r
@@ -371,9 +378,9 @@ opened OPENED char
 companyId COMPANY_ID crm_company
 sourceId SOURCE_ID crm_status
 sourceDescription SOURCE_DESCRIPTION string
-name NAME string
-secondName SECOND_NAME string
-lastName LAST_NAME string
+name NAME string q
+secondName SECOND_NAME string q
+lastName LAST_NAME string q
 post POST string
 comments COMMENTS string
 honorific HONORIFIC crm_status
@@ -385,7 +392,7 @@ hasEmail HAS_EMAIL char r
 hasImol HAS_IMOL char r
 originatorId ORIGINATOR_ID string
 originId ORIGIN_ID string
-leadId LEAD_ID crm_lead
+leadId LEAD_ID crm_lead R
 lastActivityBy LAST_ACTIVITY_BY user r
 lastActivityTime LAST_ACTIVITY_TIME datetime r
 fm - crm_multifield m
@@ -441,9 +448,9 @@ hasEmail HAS_EMAIL char r
 hasImol HAS_IMOL char r
 originatorId ORIGINATOR_ID string
 originId ORIGIN_ID string
-leadId LEAD_ID crm_lead
-lastActivityBy LAST_ACTIVITY_BY user r
-lastActivityTime LAST_ACTIVITY_TIME datetime r
+leadId LEAD_ID crm_lead R
+lastActivityBy LAST_ACTIVITY_BY user
+lastActivityTime LAST_ACTIVITY_TIME datetime
 fm - crm_multifield m
 utmSource UTM_SOURCE string
 utmMedium UTM_MEDIUM string
@@ -641,8 +648,10 @@ def _legacy_scalar(f: Field, v: Any, fmt: Callable[[float], str]) -> Any:
 
 
 def legacy_view(entity: Entity, rec: dict[str, Any], fmt: Callable[[float], str],
-                fields: list[Field] | None = None, *, multifields: bool = True) -> dict[str, Any]:
-    """The legacy view (UPPER_SNAKE, strings) of a canonical record."""
+                fields: list[Field] | None = None, *,
+                multifields: Sequence[str] = ("PHONE", "EMAIL", "WEB", "IM")) -> dict[str, Any]:
+    """The legacy view (UPPER_SNAKE, strings) of a canonical record, with the multi-fields
+    named in ``multifields`` (crm-lead-get.md shows IM too)."""
     chosen = fields if fields is not None else entity.legacy_shown
     key = tuple(f.upper for f in chosen)
     fn = entity.legacy_viewers.get(key)
@@ -653,7 +662,7 @@ def legacy_view(entity: Entity, rec: dict[str, Any], fmt: Callable[[float], str]
     out = fn(rec, fmt)
     fm = rec.get("fm")
     if multifields and fm:
-        for typ in ("PHONE", "EMAIL", "WEB", "IM"):   # crm-lead-get.md shows IM too
+        for typ in multifields:
             vals = [{"ID": str(m[0]), "VALUE_TYPE": m[2], "VALUE": m[3], "TYPE_ID": m[1]}
                     for m in fm if m[1] == typ]
             if vals:

@@ -37,11 +37,12 @@ from ._filters import (
 )
 from ._jsonout import Raw, dumps
 from ._methods_core import ApiError, Context, Result, method
+from ._multifields import TYPES as MULTIFIELD_TYPES
+from ._multifields import apply_multifields
 from ._spa import spa_entity, stage_directory
 
 __all__ = ["item_text"]
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CACHE_MAX = 100_000
 _SCHEMAS: dict[tuple[int, bool, int], Any] = {}
 
@@ -102,56 +103,6 @@ def _fail(item: bool, f: Field | None, message: str, required: bool = False) -> 
     return ApiError(400, "", message)
 
 
-def _multifields(ctx: Context, fields: dict[str, Any], item: bool, old: list[Any]) -> list[Any] | None:
-    """New multi-field values from ``fm`` (crm.item) or ``PHONE``/``EMAIL``/``WEB``/``IM``
-    (legacy); None if absent."""
-    entries: list[tuple[str, dict[str, Any]]] = []
-    present = False
-    if item and "fm" in fields:
-        present = True
-        for v in _values(fields["fm"]):
-            if isinstance(v, dict):
-                entries.append((str(v.get("typeId", "")).upper(), v))
-    for typ in ("PHONE", "EMAIL", "WEB", "IM"):   # crm-lead-add.md sends WEB too
-        key = typ if typ in fields else typ.lower() if item and typ.lower() in fields else None
-        if key is None:
-            continue
-        present = True
-        for v in _values(fields[key]):
-            entries.append((typ, v if isinstance(v, dict) else {"VALUE": v}))
-    if not present:
-        return None
-    kept = list(old)
-    for typ, v in entries:
-        value = v.get("value", v.get("VALUE"))
-        vtype = str(v.get("valueType", v.get("VALUE_TYPE")) or "WORK").upper()
-        mid = v.get("id", v.get("ID"))
-        if typ not in ("PHONE", "EMAIL", "WEB", "IM"):
-            raise _fail(item, None, f"Unknown multi-field type '{typ}'")
-        if mid not in (None, "") and str(mid).isascii() and str(mid).lstrip("-").isdigit():
-            mid = int(str(mid))
-            kept = [m for m in kept if m[0] != mid]
-            if value in (None, ""):
-                continue
-        elif value in (None, ""):
-            continue
-        value = str(value).strip()
-        if typ == "EMAIL" and not _EMAIL.match(value):
-            raise _fail(item, None, f"E-mail address '{value}' is invalid.")
-        if typ == "PHONE" and not re.search(r"\d", value):
-            raise _fail(item, None, f"Phone number '{value}' is invalid.")
-        kept.append((ctx.store.next_counter("fm"), typ, vtype, value))
-    return kept
-
-
-def _values(v: Any) -> list[Any]:
-    if isinstance(v, list):
-        return v
-    if isinstance(v, dict):
-        return list(v.values()) if all(str(k).isascii() and str(k).isdigit() for k in v) else [v]
-    return [v]
-
-
 def _apply(ctx: Context, entity: Entity, rec: dict[str, Any], fields: dict[str, Any], item: bool,
            *, adding: bool) -> None:
     """Validate ``fields`` and apply them to the canonical record ``rec`` (in place)."""
@@ -161,6 +112,8 @@ def _apply(ctx: Context, entity: Entity, rec: dict[str, Any], fields: dict[str, 
         f = entity.resolve(str(name), item=item)
         if f is None or f.read_only or f.constant or f.kind == "fm" or f.type == "file":
             continue   # files (PHOTO, LOGO) are not kept: the emulator has no disk [choice]
+        if not item and (f.legacy_read_only or (f.legacy_immutable and not adding)):
+            continue   # isReadOnly / isImmutable of crm.<entity>.fields: ignored, as unknown fields are
         try:
             v = coerce(f, value, lambda x: parse_date(x, tz))
         except ValueError as exc:
@@ -176,7 +129,8 @@ def _apply(ctx: Context, entity: Entity, rec: dict[str, Any], fields: dict[str, 
     if entity.stages is not None:
         _check_stage(ctx, entity, rec, fields, item, adding or rec.get("categoryId") != old_category)
     if "fm" in rec:
-        fm = _multifields(ctx, fields, item, rec.get("fm") or [])
+        fm = apply_multifields(fields, item, rec.get("fm") or [], lambda: ctx.store.next_counter("fm"),
+                               lambda message: _fail(item, None, message))
         if fm is not None:
             rec["fm"] = fm
     if entity.name == "company" and not str(rec.get("title") or "").strip():
@@ -480,10 +434,11 @@ _PARENT_TYPES = {"crm_lead": 1, "crm_contact": 3, "crm_company": 4, "crm_quote":
 _DEPRECATED = {("deal", "contactId"), ("lead", "contactId"), ("contact", "companyId")}
 
 
-def _describe(f: Field, entity: Entity | None = None) -> dict[str, Any]:
+def _describe(f: Field, entity: Entity | None = None, *, item: bool = True) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "type": f.type, "isRequired": f.required, "isReadOnly": f.read_only,
-        "isImmutable": f.camel in ("id", "createdTime", "createdBy"), "isMultiple": f.multiple,
+        "type": f.type, "isRequired": f.required,
+        "isReadOnly": f.read_only or (not item and f.legacy_read_only),
+        "isImmutable": not item and f.legacy_immutable, "isMultiple": f.multiple,
         "isDynamic": (f.upper or "").startswith("UF_"),
     }
     name = entity.name if entity is not None else ""
@@ -542,7 +497,8 @@ def _register_legacy(entity: Entity) -> None:
         rows, total, nxt, select = _query(ctx, entity, params, False)
         fields = _select_fields(entity, select, False)
         names = {str(s).upper() for s in (select if isinstance(select, list) else [])}
-        multi = bool(names & {"PHONE", "EMAIL", "FM"})
+        # crm-contact-list.md: a multi-field comes back when the select names it
+        multi = MULTIFIELD_TYPES if "FM" in names else tuple(t for t in MULTIFIELD_TYPES if t in names)
         out = [legacy_view(entity, materialize(entity, row), ctx.fmt, fields, multifields=multi)
                for row in rows]
         userfields.add_selected(ctx, entity, out, [row[0] for row in rows], select, False)
@@ -550,7 +506,7 @@ def _register_legacy(entity: Entity) -> None:
 
     @method(f"{prefix}.fields", "crm")
     def fields_(ctx: Context, params: dict[str, Any]) -> Result:
-        out = {f.upper: _describe(f, entity) for f in entity.legacy_fields}
+        out = {f.upper: _describe(f, entity, item=False) for f in entity.legacy_fields}
         if "fm" in entity.by_camel:
             for typ, title in (("PHONE", "Phone"), ("EMAIL", "E-mail"), ("WEB", "Website"),
                                ("IM", "Messenger"), ("LINK", "LINK")):
