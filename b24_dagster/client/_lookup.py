@@ -82,6 +82,7 @@ def find_by_keys(
     originator_field: str | None = None,
     originator: str | None = None,
     params: Mapping[str, Any] | None = None,
+    select: Sequence[str] = (),
 ) -> KeyLookup:
     """Look the records carrying `keys` up on the portal (see the module docstring).
 
@@ -93,6 +94,8 @@ def find_by_keys(
         originator_field: The field of the originator (``ORIGINATOR_ID`` / ``originatorId``).
         originator: When set, a record matches only with this originator too.
         params: Constant params of each list command (e.g. ``{"entityTypeId": 2}``).
+        select: Fields to read besides the id, key and originator (a sync reads the fields it
+            writes, to compare them with the source).
 
     Raises:
         ConfigurationError: The portal returned records that carry none of the keys asked for
@@ -102,7 +105,7 @@ def find_by_keys(
     out = KeyLookup(records={k: [] for k in wanted})
     pending = [_Query(wanted[i : i + KEYS_PER_COMMAND]) for i in range(0, len(wanted), KEYS_PER_COMMAND)]
     id_field = "ID" if key_field.isupper() else "id"
-    select = [id_field, key_field, *([originator_field] if originator_field else [])]
+    select = list(dict.fromkeys([id_field, key_field, *([originator_field] if originator_field else []), *select]))
     while pending:
         group, pending = pending[:_COMMANDS_PER_REQUEST], pending[_COMMANDS_PER_REQUEST:]
         commands = [(list_method, _command(q, key_field, originator_field, originator, params, select, id_field))
@@ -183,7 +186,8 @@ def normalize_comm(comm_type: str, value: Any) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
 
-def find_by_comm(client: Any, method: str, comm_type: str, values: Iterable[str]) -> KeyLookup:
+def find_by_comm(client: Any, method: str, comm_type: str, values: Iterable[str],
+                 select: Sequence[str] = ()) -> KeyLookup:
     """The records that hold each e-mail or phone, through `crm.duplicate.findbycomm`.
 
     The method answers the ids that hold *any* of a call's values (20 a call, 50 calls a
@@ -196,6 +200,7 @@ def find_by_comm(client: Any, method: str, comm_type: str, values: Iterable[str]
         method: A method of the entity (`crm.contact.add`): leads, contacts or companies.
         comm_type: `EMAIL` or `PHONE`.
         values: Normalized values (see `normalize_comm`).
+        select: Fields to read besides the id and the e-mails or phones.
     """
     entity_type = comm_entity_type(method)
     wanted = list(dict.fromkeys(v for v in values if v))
@@ -213,7 +218,8 @@ def find_by_comm(client: Any, method: str, comm_type: str, values: Iterable[str]
                 ids.update(int(i) for i in result.data.get(entity_type, []))
     listed = sorted(ids)
     lists = [(list_method_of(method), {"filter": {"@ID": listed[i : i + KEYS_PER_COMMAND]},
-                                       "select": ["ID", comm_type], "order": {"ID": "ASC"}})
+                                       "select": list(dict.fromkeys(["ID", comm_type, *select])),
+                                       "order": {"ID": "ASC"}})
              for i in range(0, len(listed), KEYS_PER_COMMAND)]  # fmt: skip
     for answers in _batched(client, lists, out):
         for _, result in answers:
