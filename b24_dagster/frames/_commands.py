@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
 
 from b24_dagster.frames._compat import snapshot
+from b24_dagster.frames._fieldtypes import DEFAULT_VALUE_TYPE, MULTIFIELD_NAMES
 from b24_dagster.frames._results import attach_keys
 from b24_dagster.frames._rows import (
     assemble,
@@ -93,6 +94,7 @@ def commands_from_frame(
     field_types: Mapping[str, Any] | None = None,
     timezone: str | dt.tzinfo | None = None,
     block_rows: int | None = None,
+    multi_value_type: str | None = DEFAULT_VALUE_TYPE,
 ) -> CommandSet:
     """Turn each row of ``df`` into one command, checking everything before any request.
 
@@ -143,6 +145,8 @@ def commands_from_frame(
             ``{name: type}``); types decide Y/N booleans, integers, dates, multi-fields.
         timezone: The zone of naive timestamps (a name such as ``"Europe/Berlin"`` or a
             ``tzinfo``); ``None`` reads them as UTC.
+        multi_value_type: The ``VALUE_TYPE`` a plain string gets in a multi-field (``"WORK"``);
+            None sends none, so that a sync can keep the type each value has on the portal.
         block_rows: Build commands this many rows at a time, when they are read
             (``calls`` is then a lazy sequence and memory stays flat for any number of
             rows); every row is still checked before this function returns, at the cost of
@@ -170,6 +174,10 @@ def commands_from_frame(
         raise CommandValidationError(f"block_rows must be a positive int, got {block_rows!r}")
     tz = resolve_tz(timezone)
     types = normalize_field_types(field_types)
+    if multi_value_type != DEFAULT_VALUE_TYPE:
+        multi = set(MULTIFIELD_NAMES) | {n for n, i in types.items() if i.kind == "multi"}
+        types = {**types, **{n: replace(types.get(n) or FieldInfo(n, "multi", True), value_type=multi_value_type)
+                             for n in multi}}  # fmt: skip
     for label, column in (("id_column", id_column), ("key_column", key_column)):
         if column is not None and column not in df.columns:
             raise CommandValidationError(f"{method}: {label} {column!r} is not a column of the "
@@ -324,7 +332,7 @@ def _column_infos(df: pd.DataFrame, mapping: Mapping[Any, str],
         if info.kind == "any" and pd.api.types.is_float_dtype(s.dtype) and not isinstance(
                 s.dtype, pd.CategoricalDtype):
             # Decided on the whole column, so that blocks built apart agree.
-            info = FieldInfo(target, "int" if whole_numbers(s) else "float", info.multiple)
+            info = replace(info, kind="int" if whole_numbers(s) else "float")
         infos[column] = info
     return infos
 

@@ -35,6 +35,9 @@ class FieldInfo:
     name: str
     kind: Kind = "any"
     multiple: bool = False
+    value_type: str | None = DEFAULT_VALUE_TYPE
+    """The ``VALUE_TYPE`` a plain string gets in a multi-field; None sends none (a sync keeps
+    the type the portal holds)."""
 
 
 def normalize_field_types(field_types: Mapping[str, Any] | None) -> dict[str, FieldInfo]:

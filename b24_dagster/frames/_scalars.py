@@ -54,7 +54,7 @@ def convert_value(value: Any, info: FieldInfo, tz: dt.tzinfo) -> Any:
     if is_null(value):
         return NULL
     if info.kind == "multi":
-        return _multi_value(value, tz)
+        return _multi_value(value, tz, info.value_type)
     return _scalar(value, info, tz)
 
 
@@ -115,14 +115,16 @@ def _nested(value: Any, tz: dt.tzinfo) -> Any:
     return _scalar(value, FieldInfo(""), tz)
 
 
-def _multi_value(value: Any, tz: dt.tzinfo) -> Any:
-    vt = DEFAULT_VALUE_TYPE
+def _multi_value(value: Any, tz: dt.tzinfo, vt: str | None = DEFAULT_VALUE_TYPE) -> Any:
+    def item(text: str) -> dict[str, str]:
+        return {"VALUE": text, "VALUE_TYPE": vt} if vt else {"VALUE": text}
+
     if isinstance(value, str):
-        return NULL if value == "" else [{"VALUE": str(value), "VALUE_TYPE": vt}]
+        return NULL if value == "" else [item(str(value))]
     if isinstance(value, int | np.integer | float | np.floating | Decimal) and not isinstance(
             value, bool | np.bool_):
         number = _scalar(value, FieldInfo("", "int" if float(value).is_integer() else "any"), tz)
-        return [{"VALUE": str(number), "VALUE_TYPE": vt}]
+        return [item(str(number))]
     if isinstance(value, Mapping):
         item = _scalar(value, FieldInfo(""), tz)
         return [item] if "VALUE" in item else item
@@ -132,7 +134,7 @@ def _multi_value(value: Any, tz: dt.tzinfo) -> Any:
             if is_null(v) or (isinstance(v, str) and v == ""):
                 continue
             if isinstance(v, str):
-                items.append({"VALUE": str(v), "VALUE_TYPE": vt})
+                items.append(item(str(v)))
             elif isinstance(v, Mapping):
                 items.append(_scalar(v, FieldInfo(""), tz))
             else:

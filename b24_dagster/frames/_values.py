@@ -135,14 +135,16 @@ def _first(mask: np.ndarray, reason: str) -> ValueRefused:
     return ValueRefused(int(positions[0]), reason, len(positions))
 
 
-def _wrap_multi(values: list[Any], nulls: np.ndarray) -> Converted:
-    """Wrap each non-null value as a one-item multi-field list; ``nulls`` includes ``""``."""
-    vt = DEFAULT_VALUE_TYPE
+def _wrap_multi(values: list[Any], nulls: np.ndarray, vt: str | None = DEFAULT_VALUE_TYPE) -> Converted:
+    """Wrap each non-null value as a one-item multi-field list; ``nulls`` includes ``""``.
+    ``vt`` is the ``VALUE_TYPE`` of each (None: none sent)."""
     if not nulls.any():
+        if vt is None:
+            return Converted([[{"VALUE": v}] for v in values], None)
         return Converted([[{"VALUE": v, "VALUE_TYPE": vt}] for v in values], None)
     out: list[Any] = [None] * len(values)
     for i in np.flatnonzero(~nulls).tolist():
-        out[i] = [{"VALUE": values[i], "VALUE_TYPE": vt}]
+        out[i] = [{"VALUE": values[i], "VALUE_TYPE": vt} if vt else {"VALUE": values[i]}]
     return Converted(out, nulls)
 
 
@@ -160,7 +162,7 @@ def _integers(s: pd.Series, info: FieldInfo) -> Converted:
     target = "uint64" if str(s.dtype).lower().startswith("uint64") else "int64"
     values = s.to_numpy(dtype=target, na_value=0).tolist()
     if info.kind == "multi":
-        return _wrap_multi([str(v) for v in values], _mask(nulls, len(values)))
+        return _wrap_multi([str(v) for v in values], _mask(nulls, len(values)), info.value_type)
     return Converted(values, nulls)
 
 
@@ -188,7 +190,7 @@ def _floats(s: pd.Series, info: FieldInfo) -> Converted:
     as_int = info.kind != "float" and bool(whole.all() and small.all())
     values = filled.astype(np.int64).tolist() if as_int else filled.tolist()
     if info.kind == "multi":
-        return _wrap_multi([str(v) for v in values], nan)
+        return _wrap_multi([str(v) for v in values], nan, info.value_type)
     return Converted(values, nulls)
 
 
@@ -206,7 +208,7 @@ def _strings(s: pd.Series, info: FieldInfo) -> Converted:
         values = [v if type(v) is str or v is None else str(v) for v in values]
     if info.kind == "multi":
         empty = (s == "").to_numpy(dtype=bool, na_value=False)
-        return _wrap_multi(values, empty | _mask(nulls, len(values)))
+        return _wrap_multi(values, empty | _mask(nulls, len(values)), info.value_type)
     return Converted(values, nulls)
 
 
