@@ -1,6 +1,8 @@
 """Scenario 6, the sync: one keyed table synced three times through the Dagster asset.
 
-Run 1 creates every row; run 2 follows a change to 1% of the rows; run 3 follows no change.
+Run 1 creates every row; run 2 follows a change to 1% of the rows; run 3 follows no change;
+run 4 follows the loss of the sync state (its folder deleted): every row is read from the
+portal and compared, and none needs a write.
 Each run is one materialization of `build_bitrix24_batch_asset` (sync `upsert` by `originId`)
 with an ephemeral instance in this process; the figures of each run come from its metadata
 (requests the client sent, writes planned, wall time). Two clients: `b24-dagster sync`
@@ -13,6 +15,7 @@ which the harness sees as duplicates on the portal.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,7 @@ def _frame(tag: str, n: int) -> pd.DataFrame:
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
-    """Three materializations; `r1_*`, `r2_*`, `r3_*` figures of each."""
+    """Four materializations; `r1_*` ... `r4_*` figures of each."""
     n = int(spec["n"])
     state = {"frame": _frame(spec["tag"], n)}
     asset = build_bitrix24_batch_asset(
@@ -53,7 +56,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     t_all = time.perf_counter()
     with dg.DagsterInstance.ephemeral() as instance:
-        for number in (1, 2, 3):
+        for number in (1, 2, 3, 4):
+            if number == 4:  # the state is lost (deleted, or a run from another base)
+                shutil.rmtree(Path(spec["out_dir"]) / "sync" / "bitrix24" / ".bench_sync.parquet.sync")
             if number == 2:  # 1% of the rows change one field
                 frame = state["frame"].copy()
                 step = int(1 / CHANGED_SHARE)

@@ -45,10 +45,12 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                  ("maxrss_mb", "peak MB", "{:.0f}"), ("rows", "result rows", "{:.0f}"),
                  ("created", "created", "{:.0f}")],
     "sync": [("r1_requests", "run 1 requests", "{:.0f}"), ("r2_requests", "run 2 requests", "{:.0f}"),
-             ("r3_requests", "run 3 requests", "{:.0f}"), ("r2_over_r1_requests", "run 2 ÷ run 1", "{:.2%}"),
+             ("r3_requests", "run 3 requests", "{:.0f}"), ("r4_requests", "run 4 (state lost) requests", "{:.0f}"),
+             ("r4_lookup_requests", "run 4 lookups", "{:.0f}"), ("r2_over_r1_requests", "run 2 ÷ run 1", "{:.2%}"),
              ("r1_writes", "run 1 writes", "{:.0f}"), ("r2_writes", "run 2 writes", "{:.0f}"),
-             ("r3_writes", "run 3 writes", "{:.0f}"), ("r1_wall_s", "run 1 s", "{:.1f}"),
-             ("r2_wall_s", "run 2 s", "{:.1f}"), ("r3_wall_s", "run 3 s", "{:.1f}"),
+             ("r3_writes", "run 3 writes", "{:.0f}"), ("r4_writes", "run 4 writes", "{:.0f}"),
+             ("r1_wall_s", "run 1 s", "{:.1f}"), ("r2_wall_s", "run 2 s", "{:.1f}"), ("r3_wall_s", "run 3 s", "{:.1f}"),
+             ("r4_wall_s", "run 4 s", "{:.1f}"),
              ("requests", "requests (portal)", "{:.0f}"), ("created", "created", "{:.0f}"),
              ("duplicated", "duplicated", "{:.0f}")],
 }
@@ -199,6 +201,10 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
         if share is not None and writes3 is not None:
             out.append(f"S6 ({client}) run 2 ≤ 3% of run 1's requests, run 3 no write: {share:.2%}, "
                        f"{writes3:.0f} writes")
+        lost, writes4 = med("6", client, "r4_requests"), med("6", client, "r4_writes")
+        if lost is not None and writes4 is not None:
+            out.append(f"S6 ({client}) run 4, the state deleted: {lost:.0f} requests "
+                       f"({med('6', client, 'r4_lookup_requests') or 0:.0f} lookups), {writes4:.0f} writes")
     add, bulk = med("7", OURS, "requests"), med("7", OURS_BULK, "requests")
     if add is not None and bulk is not None:
         out.append(f"S7 bulk import: {bulk:.0f} requests vs {add:.0f} with crm.item.add; wall "

@@ -149,8 +149,9 @@ def build_scenarios(sizes: Sizes, selected: set[int], *, full: bool = False,
                  f"{sizes.burst}, {sizes.fault_rate:.0%} faults: 503s and connections closed "
                  "after commit)", "writes", everyone, n=sizes.faults, rate=sizes.rate,
                  burst=sizes.burst, fault_rate=sizes.fault_rate),
-        Scenario("6", 6, f"Sync ({sizes.sync:,} keyed crm.item.add rows synced three times: all new, "
-                 "1% changed, none changed; no rate limit, no operating-time cost)", "sync", (SYNC_TRUSTED, SYNC_CHECKED, "fast_bitrix24"),
+        Scenario("6", 6, f"Sync ({sizes.sync:,} keyed crm.item.add rows synced four times: all new, "
+                 "1% changed, none changed, none changed with the sync state deleted; no rate limit, no "
+                 "operating-time cost)", "sync", (SYNC_TRUSTED, SYNC_CHECKED, "fast_bitrix24"),
                  n=sizes.sync,
                  note="fast_bitrix24 has no sync: its second run sends every row again (r2), and the "
                       "portal then holds every row twice (duplicated)."),
