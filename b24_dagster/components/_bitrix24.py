@@ -33,7 +33,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -50,6 +50,9 @@ from dagster.components.utils.translation import TranslationFn, TranslationFnRes
 from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
 from pydantic import BaseModel, create_model
 
+from b24_dagster.client._entities import crm_entity_of
+from b24_dagster.client._fieldmodel import EntityFields
+from b24_dagster.errors import ConfigurationError
 from b24_dagster.integration import (
     Bitrix24AssetProps,
     Bitrix24Resource,
@@ -293,6 +296,13 @@ class Bitrix24BatchWrite(dg.Model, dg.Resolvable):
             )
         ),
     ] = False
+    multi_value: Annotated[
+        Literal["replace", "append"],
+        dg.Resolver.default(
+            description="How a sync writes EMAIL, PHONE, WEB, IM and multiple user fields: replace (the record ends "
+            "with exactly the row's values) or append (only values the record lacks are added)."
+        ),
+    ] = "replace"
 
 
 class _ComponentTranslator(Bitrix24Translator):
@@ -443,9 +453,10 @@ class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
                     "fields_method": fields_method,
                     "fields": dict(_descriptions(answer)),
                 }
+            writes = _write_fields(client, self.writes)
         state_path.parent.mkdir(parents=True, exist_ok=True)
         state_path.write_text(
-            json.dumps({"version": 1, "exports": exports}, ensure_ascii=False, indent=1)
+            json.dumps({"version": 1, "exports": exports, "writes": writes}, ensure_ascii=False, indent=1)
         )
 
     def build_defs_from_state(
@@ -492,6 +503,7 @@ class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
                     )
                 )
         for index, write in enumerate(self.writes):
+            _check_write_fields(write, index, (state.get("writes") or {}).get(write.name))
             assets.append(
                 build_bitrix24_batch_asset(
                     name=write.name,
@@ -513,6 +525,7 @@ class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
                     max_attempts=write.max_attempts,
                     match_by=write.match_by,
                     bulk_import=write.bulk_import,
+                    multi_value=write.multi_value,
                     **common,
                 )
             )
@@ -523,6 +536,34 @@ class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
             storage_key=self.storage_key,
         )
         return dg.Definitions(assets=assets, schedules=schedules, resources=resources)
+
+
+def _write_fields(client: Any, writes: Sequence[Bitrix24BatchWrite]) -> dict[str, Any]:
+    """The field lists of the entities the writes create, by write name (for the check below)."""
+    from b24_dagster.integration._export_assets import _descriptions
+
+    out: dict[str, Any] = {}
+    for write in writes:
+        try:
+            entity = crm_entity_of(write.method, write.params)
+        except ConfigurationError:
+            continue  # not a sync's create method: nothing to check against
+        answer = client.call(entity.method("fields"), entity.params).result
+        out[write.name] = {"entity": entity.prefix, "fields": dict(_descriptions(answer))}
+    return out
+
+
+def _check_write_fields(write: Bitrix24BatchWrite, index: int, known: Mapping[str, Any] | None) -> None:
+    """At definition time (`dg check defs`), when the state has the entity's fields: a write whose
+    mapping names an unknown or read-only field is refused, as the run would refuse it."""
+    if not known or write.fields is None or write.sync == "send":
+        return
+    targets = list(write.fields.values()) if isinstance(write.fields, Mapping) else list(write.fields)
+    model = EntityFields(known["fields"], known.get("entity", ""))
+    problems = model.check_mapping(targets, creates=False, updates=write.sync != "insert")
+    if problems:
+        raise ValueError(f"writes[{index}] ({write.name}): the fields do not fit the portal's fields of "
+                         f"{model.entity} (from `dg utils refresh-defs-state`):\n- " + "\n- ".join(problems))
 
 
 def _source_of(write: Bitrix24BatchWrite, index: int, folder: Path) -> Any:

@@ -25,6 +25,8 @@ def _result_files(base: Path) -> dict[str, Path]:
     """Parquet files under `base` that hold batch results (one row per command), by name."""
     found: dict[str, Path] = {}
     for path in parquet_files(base):
+        if any(part.endswith((".changelog", ".runs")) for part in path.parts):
+            continue
         if set(pq.read_schema(path).names) >= RESULT_COLUMNS:
             found[str(path.relative_to(base).with_suffix(""))] = path
     return found
@@ -73,9 +75,23 @@ def import_summary(base: Path) -> str:
         actions = sync_actions(path)
         if actions:
             lines.append("    sync: " + ", ".join(f"{ACTION_WORDS.get(a, a)} {n}" for a, n in actions.items()))
+        changes = changelog_counts(path.with_name(path.name.removesuffix(".parquet") + ".changelog"))
+        if changes:
+            lines.append("    changelog: " + ", ".join(f"{n} fields {a}" for a, n in changes.items())
+                         + f" ({path.name.removesuffix('.parquet')}.changelog/)")
         if codes:
             lines.append(
                 "    error codes: " + ", ".join(f"{c} x{n}" for c, n in codes.most_common())
             )
             lines.extend(f"    {line}" for line in first)
     return "\n".join(lines)
+
+
+def changelog_counts(folder: Path) -> dict[str, int]:
+    """Fields a sync wrote, by action (create, update, drift, delete), over all its runs."""
+    files = sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
+    counts: Counter[str] = Counter()
+    for file in files:
+        table = pq.read_table(file, columns=["action", "status"]).to_pydict()
+        counts.update(a for a, s in zip(table["action"], table["status"], strict=True) if s == "ok")
+    return dict(counts.most_common())

@@ -20,6 +20,7 @@ from b24_dagster.integration._batch_assets import (
 from b24_dagster.integration._batch_assets import (
     build_bitrix24_batch_op as build_bitrix24_batch_op,
 )
+from b24_dagster.integration._batch_config import SKIPPED_CHECK as SKIPPED_CHECK
 from b24_dagster.integration._batch_decorator import (
     Bitrix24BatchInvocation as Bitrix24BatchInvocation,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "PORTAL_TAG",
     "RESULT_SCHEMA",
     "ROWS_PRESENT_CHECK",
+    "SKIPPED_CHECK",
     "UNKNOWN_CHECK",
     "Bitrix24AssetProps",
     "Bitrix24BatchConfig",

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import dagster as dg
 import pandas as pd
 
+from b24_dagster.client._multifield import MultiValueMode
 from b24_dagster.integration._batch_config import (
     FAILURE_RATE_CHECK,
     UNKNOWN_CHECK,
@@ -28,6 +29,7 @@ from b24_dagster.integration._batch_decorator import (
     bitrix24_batch_assets,
     run_rows,
 )
+from b24_dagster.integration._changelog import Changelog
 from b24_dagster.integration._checks_alone import checks_alone
 from b24_dagster.integration._storage import Bitrix24Storage
 from b24_dagster.integration._sync_plan import SyncMode
@@ -74,6 +76,7 @@ def build_bitrix24_batch_asset(
     max_attempts: int = 3,
     lock_wait_seconds: float = 0.0,
     match_by: Literal["EMAIL", "PHONE"] | None = None,
+    multi_value: MultiValueMode = "replace",
     failure_rate_threshold: float = 0.05,
     block_on_unknown: bool = False,
     max_failures_shown: int = 20,
@@ -143,6 +146,10 @@ def build_bitrix24_batch_asset(
         match_by: `EMAIL` or `PHONE`: match leads, contacts or companies by the row's e-mail or
             phone (`crm.duplicate.findbycomm`) instead of a key field; `key_column` still names
             the rows in the results and the state.
+        multi_value: how a sync writes multi-fields (`EMAIL`, `PHONE`, `WEB`, `IM`, `fm`, multiple
+            user fields): `replace` (the default: the record ends with exactly the row's values,
+            compared in normal form, written by value id) or `append` (only values the record
+            lacks are added; nothing is changed or removed).
         failure_rate_threshold: the WARN check fails above this share of failed rows.
         block_on_unknown: make `no_unknown_outcomes` a blocking check: when a command's outcome
             is unknown, the assets downstream of this one in the same run (a dbt model reading
@@ -180,6 +187,7 @@ def build_bitrix24_batch_asset(
         bulk_import=bulk_import, sync=sync, key_field=key_field, originator_id=originator_id,
         check_portal=check_portal, delete_missing=delete_missing, max_delete_share=max_delete_share,
         max_attempts=max_attempts, lock_wait_seconds=lock_wait_seconds, match_by=match_by,
+        multi_value=multi_value,
         failure_rate_threshold=failure_rate_threshold, block_on_unknown=block_on_unknown,
         max_failures_shown=max_failures_shown, log_every_chunks=log_every_chunks, key_prefix=key_prefix,
         translator=translator, partitions_def=partitions_def, resource_key=resource_key,
@@ -228,6 +236,7 @@ def build_bitrix24_batch_op(
     max_attempts: int = 3,
     lock_wait_seconds: float = 0.0,
     match_by: Literal["EMAIL", "PHONE"] | None = None,
+    multi_value: MultiValueMode = "replace",
     max_failures_shown: int = 20,
     log_every_chunks: int | None = None,
     resource_key: str = "bitrix24",
@@ -261,7 +270,7 @@ def build_bitrix24_batch_op(
         bulk_import=bulk_import, sync=sync, key_field=key_field, originator_id=originator_id,
         check_portal=check_portal, delete_missing=delete_missing, max_delete_share=max_delete_share,
         max_attempts=max_attempts, lock_wait_seconds=lock_wait_seconds, match_by=match_by,
-        max_failures_shown=max_failures_shown, log_every_chunks=log_every_chunks,
+        multi_value=multi_value, max_failures_shown=max_failures_shown, log_every_chunks=log_every_chunks,
         resource_key=resource_key, storage_key=storage_key, pool=pool,
     )  # fmt: skip
     batch, sync_spec = options.batch_spec(method), options.sync_spec(method)
@@ -277,9 +286,11 @@ def build_bitrix24_batch_op(
     )
     def _op(context: dg.OpExecutionContext, config: Bitrix24BatchConfig, rows: pd.DataFrame) -> dg.Output[str]:
         storage: Bitrix24Storage = getattr(context.resources, storage_key)
-        path = storage.path_for(key, context.partition_key if context.has_partition_key else None)
+        partition = context.partition_key if context.has_partition_key else None
+        path = storage.path_for(key, partition)
+        changelog = Changelog(storage.path_for(key), key.to_user_string(), partition)
         metadata = run_rows(context, config, rows, label=name, batch=batch, sync=sync_spec, path=path,
-                            options=options)  # fmt: skip
+                            options=options, changelog=changelog)  # fmt: skip
         return dg.Output(str(path), metadata=metadata)
 
     return _op

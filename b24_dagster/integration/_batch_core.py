@@ -57,6 +57,7 @@ class BatchSpec:
     reconcile_field: str | None = None
     reconcile_delay_seconds: float = 10.0
     bulk_import: bool = False
+    multi_value_type: str | None = "WORK"
 
 
 @dataclass
@@ -114,9 +115,10 @@ def build_calls(spec: BatchSpec, frame: Any) -> tuple[list[Any], pa.Array | None
         "nulls": spec.nulls,
         "field_types": spec.field_types,
         "timezone": spec.timezone,
+        "multi_value_type": spec.multi_value_type,
     }
     command_set = commands_from_frame(
-        frame, spec.method, **{k: v for k, v in options.items() if v is not None}
+        frame, spec.method, **{k: v for k, v in options.items() if v is not None or k == "multi_value_type"}
     )
     return list(command_set.calls), command_set.keys
 

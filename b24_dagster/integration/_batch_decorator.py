@@ -24,15 +24,19 @@ from typing import Any, Literal
 
 import dagster as dg
 
+from b24_dagster.client._multifield import MultiValueMode
 from b24_dagster.integration._asset_meta import definition_metadata, table_name
 from b24_dagster.integration._batch_config import (
     FAILURE_RATE_CHECK,
+    SKIPPED_CHECK,
     UNKNOWN_CHECK,
     Bitrix24BatchConfig,
     check_results,
+    check_run_config,
     check_specs,
 )
 from b24_dagster.integration._batch_core import BatchSpec, RowFunction, run_batch_step
+from b24_dagster.integration._changelog import Changelog
 from b24_dagster.integration._checks_alone import (
     checks_alone,
     last_materialization,
@@ -76,6 +80,7 @@ class BatchAssetOptions:
     max_attempts: int = 3
     lock_wait_seconds: float = 0.0
     match_by: Literal["EMAIL", "PHONE"] | None = None
+    multi_value: MultiValueMode = "replace"
     failure_rate_threshold: float = 0.05
     block_on_unknown: bool = False
     max_failures_shown: int = 20
@@ -147,9 +152,11 @@ class Bitrix24BatchInvocation:
             yield from self._checks_of_last_run()
             return
         storage = getattr(context.resources, c.options.storage_key)
-        path = storage.path_for(c.key, context.partition_key if context.has_partition_key else None)
+        partition = context.partition_key if context.has_partition_key else None
+        path = storage.path_for(c.key, partition)
+        changelog = Changelog(storage.path_for(c.key), c.key.to_user_string(), partition)
         metadata = run_rows(context, self.config, rows, label=c.name, batch=c.batch, sync=c.sync, path=path,
-                            options=c.options)  # fmt: skip
+                            options=c.options, changelog=changelog)  # fmt: skip
         if self.config.dry_run:
             # Nothing was written: the plan is an observation. A materialization would start
             # downstream assets and automation on results that do not exist.
@@ -161,7 +168,8 @@ class Bitrix24BatchInvocation:
                                    check_results=checks)  # fmt: skip
 
     def _checks_of_last_run(self) -> Iterator[dg.AssetCheckResult]:
-        c, names = self._c, (FAILURE_RATE_CHECK, UNKNOWN_CHECK)
+        c = self._c
+        names = (FAILURE_RATE_CHECK, UNKNOWN_CHECK, *((SKIPPED_CHECK,) if c.sync is not None else ()))
         found = last_materialization(self.context, c.key)
         if found is None:
             results = not_materialized(c.key, names, f"{c.name} has not been materialized (dry runs aside): "
@@ -175,18 +183,20 @@ class Bitrix24BatchInvocation:
 
 
 def run_rows(context: Any, config: Bitrix24BatchConfig, rows: Any, *, label: str, batch: BatchSpec,
-             sync: SyncSpec | None, path: Any, options: BatchAssetOptions) -> dict[str, Any]:  # fmt: skip
+             sync: SyncSpec | None, path: Any, options: BatchAssetOptions,
+             changelog: Changelog | None = None) -> dict[str, Any]:  # fmt: skip
     """Run one asset's or op's rows (the sync, or the one-shot send); returns the metadata."""
+    check_run_config(context, label)
     client = getattr(context.resources, options.resource_key).get_client()
     if config.halt_on_error is not None:
         batch = replace(batch, halt_on_error=config.halt_on_error)
     if sync is not None:
         return run_sync(batch=batch, sync=sync, frame=rows, client=client, path=path, log=context.log, label=label,
-                        run_id=context.run.run_id, dry_run=config.dry_run,
-                        lock_wait_seconds=options.lock_wait_seconds)  # fmt: skip
-    if config.dry_run:
-        raise dg.Failure(f"{label}: dry_run plans a sync, and this asset does not sync (no key_column, "
-                         "or sync='send'): nothing was sent", allow_retries=False)  # fmt: skip
+                        run_id=context.run.run_id, dry_run=config.dry_run, changelog=changelog,
+                        lock_wait_seconds=options.lock_wait_seconds, rebuild_state=config.rebuild_state)  # fmt: skip
+    if config.dry_run or config.rebuild_state:
+        raise dg.Failure(f"{label}: dry_run and rebuild_state are for a sync, and this asset does not sync (no "
+                         "key_column, or sync='send'): nothing was sent", allow_retries=False)  # fmt: skip
     return run_batch_step(spec=batch, frame=rows, client=client, path=path, log=context.log, mode=config.mode,
                           include_unknown=config.include_unknown, request_id=f"{context.run.run_id[:8]}-{label}",
                           label=label, journal=options.resumable).metadata  # fmt: skip
@@ -234,7 +244,8 @@ def bitrix24_batch_assets(
     def decorator(body: Callable[..., Any]) -> dg.AssetsDefinition:
         @dg.multi_asset(
             name=spec.key.to_python_identifier(), specs=[asset_spec], ins=ins,
-            check_specs=check_specs(spec.key, opts.failure_rate_threshold, opts.block_on_unknown),
+            check_specs=check_specs(spec.key, opts.failure_rate_threshold, opts.block_on_unknown,
+                                    sync=compiled.sync is not None),
             can_subset=True, partitions_def=opts.partitions_def,
             required_resource_keys={opts.resource_key, opts.storage_key}, pool=opts.pool,
         )  # fmt: skip

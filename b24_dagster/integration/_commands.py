@@ -77,8 +77,8 @@ class FrameCommands:
         self.digest = digest.hexdigest()[:24]
         self.keys: pa.Array | None = (
             (pa.concat_arrays(key_parts) if key_parts else pa.array([], pa.string()))
-            if has_keys and len(frame)
-            else None
+            if has_keys and (len(frame) or key_column is not None)
+            else None  # an empty frame with a key column has no keys, not "no key column"
         )
 
     def __len__(self) -> int:

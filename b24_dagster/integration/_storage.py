@@ -3,8 +3,10 @@
 Local files by default, any fsspec URL (`s3://bucket/prefix`, `gs://…`, `az://…`) when the
 user installs its driver (`pip install s3fs`): paths are `UPath`s, so nothing else changes.
 The base is, in order: the resource's `base_path`, the environment variable
-`B24_DAGSTER_BASE` (read when the run starts), `./data`. The demo prints it and the dbt
-project reads the same variable.
+`B24_DAGSTER_BASE` (read when the run starts), else `<Dagster instance storage>/bitrix24`
+(`$DAGSTER_HOME/storage/bitrix24`). A relative path is refused: resolved against the directory
+each process happens to start in, a run from elsewhere would find neither the results nor the
+sync state. The demo prints the base and the dbt project reads the same variable.
 
 Layout under the base: one file per asset and partition,
 
@@ -24,22 +26,28 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from upath import UPath
 
-__all__ = ["BASE_ENV", "DEFAULT_BASE", "Bitrix24Storage", "default_base_path", "partition_parts"]
+__all__ = ["BASE_ENV", "INSTANCE_FOLDER", "BaseLocationError", "Bitrix24Storage", "default_base_path",
+           "partition_parts"]
 
 BASE_ENV = "B24_DAGSTER_BASE"
 """The environment variable of the base location (a path or an fsspec URL)."""
 
-DEFAULT_BASE = "./data"
+INSTANCE_FOLDER = "bitrix24"
+"""The folder of the default base under the Dagster instance's storage directory."""
+
+
+class BaseLocationError(ValueError):
+    """The base location is relative, or unset where no Dagster instance can hold it."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 
 
-def default_base_path() -> str:
-    """`$B24_DAGSTER_BASE` when set, else `./data`."""
-    return os.environ.get(BASE_ENV) or DEFAULT_BASE
+def default_base_path() -> str | None:
+    """`$B24_DAGSTER_BASE` when set, else None (the instance's storage decides)."""
+    return os.environ.get(BASE_ENV) or None
 
 
 def _safe(part: str) -> str:
@@ -73,7 +81,7 @@ class Bitrix24Storage(dg.ConfigurableIOManager):
 
     Example:
         ```python
-        Bitrix24Storage()                                   # $B24_DAGSTER_BASE or ./data
+        Bitrix24Storage()                                   # $B24_DAGSTER_BASE, else $DAGSTER_HOME/storage/bitrix24
         Bitrix24Storage(base_path="s3://crm-lake/bitrix24") # needs `pip install s3fs`
         Bitrix24Storage(base_path=dg.EnvVar("B24_DAGSTER_BASE"))
         ```
@@ -83,7 +91,8 @@ class Bitrix24Storage(dg.ConfigurableIOManager):
         default=None,
         description=(
             "Base location of the Parquet files: a local path or an fsspec URL (s3://..., "
-            "gs://...). Unset: $B24_DAGSTER_BASE, else ./data."
+            "gs://...); an absolute path (or ~/...), never a relative one. Unset: $B24_DAGSTER_BASE, else "
+            "the Dagster instance's storage directory (/storage/bitrix24 under $DAGSTER_HOME)."
         ),
     )
     storage_options: dict[str, str] = Field(
@@ -91,13 +100,35 @@ class Bitrix24Storage(dg.ConfigurableIOManager):
         description="Options for the fsspec filesystem (e.g. endpoint_url, anon), if any.",
     )
 
+    _instance_base: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Remember the instance's storage directory: the base when none is given."""
+        instance = context.instance
+        if instance is not None and not instance.is_ephemeral:
+            self._instance_base = os.path.join(instance.storage_directory(), INSTANCE_FOLDER)
+
     def base(self) -> UPath:
-        """The base location as a `UPath` (local paths are made absolute)."""
-        raw = self.base_path or default_base_path()
-        path = UPath(raw, **self.storage_options)
-        if "://" not in raw:
-            path = UPath(os.path.abspath(os.path.expanduser(raw)))
-        return path
+        """The base location as a `UPath`.
+
+        Raises:
+            BaseLocationError: a relative path, or none given outside a persistent instance.
+        """
+        raw = self.base_path or default_base_path() or self._instance_base
+        if raw is None:
+            raise BaseLocationError(
+                "Bitrix24Storage has no base location: set base_path or $B24_DAGSTER_BASE (an absolute path or a "
+                "URL). Without them the base is the Dagster instance's storage ($DAGSTER_HOME/storage/bitrix24), "
+                "and this run's instance is ephemeral: its files, the sync state among them, would not outlive it.")
+        if "://" in raw:
+            return UPath(raw, **self.storage_options)
+        expanded = os.path.expanduser(raw)
+        if not os.path.isabs(expanded):
+            raise BaseLocationError(
+                f"Bitrix24Storage's base location {raw!r} is relative: the results and the sync state would land "
+                "wherever each process starts, and a run from another directory would find no state. Give an "
+                "absolute path (or ~/...) or a URL, in base_path or $B24_DAGSTER_BASE.")
+        return UPath(os.path.normpath(expanded))
 
     def path_for(
         self,

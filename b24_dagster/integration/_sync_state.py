@@ -8,11 +8,17 @@ object storage, and readers globbing ``**/*.parquet`` under the base skip it):
     <base>/.<asset>.parquet.sync/plan.parquet     the plan of the last dry run
     <base>/.<asset>.parquet.sync/lock             the lock of the running execution
 
-A state row per key: the portal id, a hash of the fields last applied (and those fields, so
-the next run sends only what changed), the last outcome, the failed attempts of the fields
-last tried, and when. It is written only after a run's results are published, with only the
-rows that ended `ok` advanced: a run that fails changes nothing, and a row that failed keeps
-its last good hash, so it is tried again.
+A state row per key: the portal id, a hash of the fields last applied (and those fields, to
+tell a change on the portal from one in the source), the last outcome, the failed attempts of
+the fields last tried, and when. It is written only after a run's results are published, with
+only the rows that ended `ok` advanced: a run that fails changes nothing, and a row that failed
+keeps its last good hash, so it is tried again.
+
+The state is a cache of what the portal holds, never the truth: a row it does not know as
+applied is read from the portal and compared field by field before anything is written. The
+file records the portal and the mapping it belongs to (Parquet key-value metadata); a state of
+another portal is dropped, one of another mapping keeps its ids but none of its hashes, and a
+state that cannot be read stops the run with the file's name and the way to rebuild it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from upath import UPath
 
 from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet
 
-__all__ = ["STATE_SCHEMA", "KeyState", "SyncState", "fields_hash", "sync_folder"]
+__all__ = ["STATE_SCHEMA", "KeyState", "StateUnreadable", "SyncState", "fields_hash", "sync_folder"]
 
 STATE_SCHEMA = pa.schema([
     ("key", pa.string()),
@@ -76,31 +82,66 @@ class KeyState:
         return json.loads(self.fields_json) if self.fields_json else {}
 
 
-class SyncState:
-    """The state of one asset and partition: key -> `KeyState`."""
+class StateUnreadable(RuntimeError):
+    """The state file exists and cannot be read as a state (truncated, foreign, another version)."""
 
-    def __init__(self, results: UPath) -> None:
+
+class SyncState:
+    """The state of one asset and partition: key -> `KeyState`.
+
+    Args:
+        results: The results file the state sits beside.
+        portal: The portal's origin the rows are written to.
+        mapping: A digest of the entity, fields, key and mode (`_sync_fields.mapping_digest`).
+    """
+
+    def __init__(self, results: UPath, *, portal: str = "", mapping: str = "") -> None:
         self.path = sync_folder(results) / "state.parquet"
+        self.portal = portal
+        self.mapping = mapping
         self.keys: dict[str, KeyState] = {}
+        self.distrusted = ""
+        """Why the state on disk was not trusted ("" when it was): another portal or mapping."""
 
     def load(self) -> SyncState:
-        """Read the state file (an absent file is an empty state)."""
+        """Read the state file (an absent file is an empty state).
+
+        Raises:
+            StateUnreadable: the file is there and is not a state this version can read.
+        """
         if not self.path.exists():
             return self
-        table = read_parquet(self.path)
-        columns = [table[name].to_pylist() for name in STATE_SCHEMA.names]
-        self.keys = {row[0]: KeyState(*row[1:]) for row in zip(*columns, strict=True)}
+        try:
+            table = read_parquet(self.path)
+            columns = [table[name].to_pylist() for name in STATE_SCHEMA.names]
+            keys = {row[0]: KeyState(*row[1:]) for row in zip(*columns, strict=True)}
+        except Exception as exc:
+            raise StateUnreadable(f"{type(exc).__name__}: {exc}") from exc
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        portal, mapping = meta.get("b24_dagster.portal", ""), meta.get("b24_dagster.mapping", "")
+        if self.portal and portal != self.portal:
+            self.distrusted = f"it was written for another portal ({portal or 'unknown'})"
+            return self  # its ids are another portal's records: nothing of it holds here
+        self.keys = keys
+        if self.mapping and mapping != self.mapping:
+            self.distrusted = "it was written under another mapping (entity, fields, key or multi_value)"
+            for state in self.keys.values():  # the records are ours; what their hashes meant is not
+                state.fields_hash = state.fields_json = state.attempted_hash = None
+                state.attempts = 0
         return self
 
     def record(self, key: str, *, status: str, portal_id: int | None, sent_hash: str | None,
-               sent_fields: str | None) -> None:
-        """Record one row's outcome: `ok` advances the key; anything else counts an attempt."""
+               sent_fields: str | None, attempt: bool = True) -> None:
+        """Record one row's outcome: `ok` advances the key; anything else keeps its last good
+        hash, and counts an attempt when `attempt` (the row's own error: not a row the run never
+        reached, nor a request the portal refused as a whole)."""
         now = time.time()
         old = self.keys.get(key)
         if status == "ok":
             self.keys[key] = KeyState(portal_id, sent_hash, sent_fields, "ok", 0, None, now)
             return
-        attempts = (old.attempts if old is not None and old.attempted_hash == sent_hash else 0) + 1
+        same = old is not None and old.attempted_hash == sent_hash
+        attempts = (old.attempts if same and old is not None else 0) + (1 if attempt else 0)
         if old is None:
             self.keys[key] = KeyState(portal_id, None, None, status, attempts, sent_hash, now)
         else:
@@ -124,8 +165,9 @@ class SyncState:
             [s.attempted_hash for _, s in items],
             [s.updated_at for _, s in items],
         ]
+        schema = STATE_SCHEMA.with_metadata({"b24_dagster.portal": self.portal, "b24_dagster.mapping": self.mapping})
         table = pa.Table.from_arrays(
-            [pa.array(c, f.type) for c, f in zip(columns, STATE_SCHEMA, strict=True)], schema=STATE_SCHEMA
+            [pa.array(c, f.type) for c, f in zip(columns, STATE_SCHEMA, strict=True)], schema=schema
         )
-        with ParquetStreamWriter(self.path, STATE_SCHEMA) as writer:
+        with ParquetStreamWriter(self.path, schema) as writer:
             writer.write(table)

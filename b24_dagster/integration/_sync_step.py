@@ -1,22 +1,25 @@
 """A sync step: plan, then dry run or send, settle, publish. Every run is as safe as the first.
 
-    prepare   the source rows become create commands, each carrying its key (checked before
-              any request, as every batch step is)
+    prepare   the source rows become create commands, each carrying its key, checked against
+              the portal's fields (`_sync_fields`: one read, which also proves the webhook)
     lock      one execution per asset and partition (`_lock`)
     recover   journals of runs that died are read into the state, after waiting out any
               chunk that may still be running on the portal (`_journal`)
-    plan      rows matched to records by key (`_sync_plan`)
-    dry run   the plan is written beside the results; nothing else changes
+    plan      rows matched to records by key and compared with them (`_sync_plan`)
+    dry run   the plan, with each field's old and new value, is written beside the results;
+              nothing else changes
     send      the plan's commands in chunked batches, each chunk journaled as it completes;
               consecutive chunks with no answer at all stop the step
-    publish   the results file (one row per source row, then the deletes), then the state
+    publish   the results file (one row per source row, then the deletes), the changelog and
+              the runs table (`_changelog`), then the state
 
 A run that fails publishes nothing: the last good results and state stay as they were, and
-its journal tells the next run what it did send.
+its journal tells the next run what it did send (and the next run logs those changes).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,11 +42,13 @@ from b24_dagster.integration._batch_run import (
     results_schema,
     stream_chunks,
 )
+from b24_dagster.integration._changelog import Changelog, ChangeRow
 from b24_dagster.integration._errors import scrub, to_failure
 from b24_dagster.integration._journal import BatchJournal, in_flight_ages, remove_journal
 from b24_dagster.integration._lock import LockHeldError, StepLock
 from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet, uri_of
 from b24_dagster.integration._send_step import CHUNK, ROW_GROUP_ROWS
+from b24_dagster.integration._sync_fields import FieldCheck
 from b24_dagster.integration._sync_plan import (
     LookupFailed,
     SyncPlan,
@@ -51,7 +56,7 @@ from b24_dagster.integration._sync_plan import (
     TooManyDeletes,
     make_plan,
 )
-from b24_dagster.integration._sync_state import SyncState, sync_folder
+from b24_dagster.integration._sync_state import StateUnreadable, SyncState, sync_folder
 
 __all__ = ["SyncRun", "run_sync_step", "sync_calls"]
 
@@ -60,10 +65,21 @@ _JOURNAL_SCHEMA = pa.schema([
     ("portal_id", pa.int64()), ("fields_hash", pa.string()), ("fields_json", pa.string()),
     ("method", pa.string()), ("chunk_index", pa.int32()), ("result", pa.string()),
     ("error_code", pa.string()), ("error_description", pa.string()), ("total", pa.int64()),
-    ("next", pa.int64()),
+    ("next", pa.int64()), ("changes", pa.string()), ("run_id", pa.string()),
 ])  # fmt: skip
 """A journal part of a sync: each sent row's outcome, as the state records it and as the results
-file shows it (the results are written from the parts, so memory holds one chunk at a time)."""
+file shows it (the results are written from the parts, so memory holds one chunk at a time), with
+the row's changes (JSON) and the run's id, so that a run settling a dead run's journal logs them."""
+
+NOT_THE_ROWS_FAULT = frozenset({
+    "CONNECT_ERROR", "OUTCOME_UNKNOWN", "NO_RESPONSE", "PROTOCOL_ERROR", "TRANSPORT_ERROR", "TIMEOUT_ERROR",
+    "QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "OVERLOAD_LIMIT", "INTERNAL_SERVER_ERROR",
+    "ERROR_SERVER", "ERROR_UNEXPECTED_ANSWER", "expired_token", "invalid_token", "INVALID_CREDENTIALS",
+    "NO_AUTH_FOUND", "insufficient_scope", "WRONG_AUTH_TYPE", "PORTAL_DELETED", "ACCESS_DENIED",
+    "JOURNAL_INTERRUPTED", "MISSING_RESULT",
+})  # fmt: skip
+"""Error codes that say nothing about the row: a request refused or lost as a whole, the
+webhook's rights. A row failing with one is not counted as a failed attempt (`max_attempts`)."""
 
 
 @dataclass
@@ -82,11 +98,21 @@ class SyncRun:
     reconcile_delay_seconds: float = 10.0
     request_id: str | None = None
     bulk_import: bool = False
+    fields: FieldCheck | None = None
+    """The field stage's findings (model, fields written, rows refused)."""
+    run_id: str = ""
+    portal: str = ""
+    mapping: str = ""
+    changelog: Changelog | None = None
     state: SyncState = field(init=False)
     plan: SyncPlan | None = None
-    outcomes: dict[int, tuple[str, int | None]] = field(default_factory=dict)
-    """Each sent row's (status, portal id); the full rows are in the journal's parts."""
+    outcomes: dict[int, tuple[str, int | None, str | None, str | None]] = field(default_factory=dict)
+    """Each sent row's (status, portal id, error code, error description); the full rows are in
+    the journal's parts."""
+    run_stats: Any = None
     recovered: int = 0
+    recovered_changes: list[tuple[str, ChangeRow]] = field(default_factory=list)
+    """(run id, change) of the writes of runs that died, to log under their run's id."""
     retried: int = 0
     journal: BatchJournal | None = None
     next_chunk: int = 0
@@ -95,7 +121,7 @@ class SyncRun:
     before: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.state = SyncState(self.path)
+        self.state = SyncState(self.path, portal=self.portal, mapping=self.mapping)
         self.guard = SilenceGuard(self.label)
         self.journal_root = sync_folder(self.path) / "journal"
 
@@ -106,8 +132,13 @@ class SyncRun:
         return {"entityTypeId": first["entityTypeId"]} if "entityTypeId" in first else {}
 
 
-def run_sync_step(run: SyncRun, *, dry_run: bool = False, owner: str = "", lock_wait_seconds: float = 0.0) -> dict[str, Any]:
-    """Run the stages of the module docstring; returns the step's metadata."""
+def run_sync_step(run: SyncRun, *, dry_run: bool = False, owner: str = "", lock_wait_seconds: float = 0.0,
+                  rebuild_state: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Run the stages of the module docstring; returns the step's metadata.
+
+    `rebuild_state` ignores the state file (and journals that cannot be read): every row is read
+    from the portal by key and compared, and records already right get no write.
+    """
     lock = StepLock(sync_folder(run.path) / "lock", owner=owner, wait_seconds=lock_wait_seconds)
     try:
         lock.acquire()
@@ -115,8 +146,8 @@ def run_sync_step(run: SyncRun, *, dry_run: bool = False, owner: str = "", lock_
         raise dg.Failure(f"{run.label}: {exc}", allow_retries=False) from None
     try:
         run.before = client_stats(run.client)
-        run.state.load()
-        journals = recover(run)
+        load_state(run, rebuild_state)
+        journals = recover(run, rebuild_state)
         run.plan = plan(run)
         if dry_run:
             return publish_plan(run)
@@ -131,7 +162,25 @@ def run_sync_step(run: SyncRun, *, dry_run: bool = False, owner: str = "", lock_
         lock.release()
 
 
-def recover(run: SyncRun) -> list[UPath]:
+def load_state(run: SyncRun, rebuild: bool = False) -> None:
+    """Read the state; one that cannot be read stops the run, naming the file and the way out."""
+    if rebuild:
+        run.log.info(f"{run.label}: rebuild_state: the state is ignored; every row is read from the portal")
+        return
+    try:
+        run.state.load()
+    except StateUnreadable as exc:
+        raise dg.Failure(
+            f"{run.label}: the sync state {scrub(uri_of(run.state.path))} cannot be read ({scrub(str(exc))}). It is "
+            "only a cache of what the portal holds: run once with the run config `rebuild_state: true` "
+            "(every row is read from the portal by key and compared; records already right get no write), "
+            "or delete the file.", allow_retries=False) from None  # fmt: skip
+    if run.state.distrusted:
+        run.log.warning(f"{run.label}: the sync state is not trusted: {run.state.distrusted}; every row is read "
+                        "from the portal and compared before anything is written")  # fmt: skip
+
+
+def recover(run: SyncRun, rebuild: bool = False) -> list[UPath]:
     """Read the journals of runs that died into the state (what they sent is on the portal)."""
     probe = BatchJournal(run.path, "-", root=run.journal_root)
     folders = probe.unfinished()
@@ -142,23 +191,43 @@ def recover(run: SyncRun) -> list[UPath]:
         time.sleep(max(waits))
     for folder in folders:
         for part in sorted(p for p in folder.iterdir() if p.name.endswith(".part")):
-            table = read_parquet(part)
-            for key, action, status, portal_id, hashed, fields in zip(*(table[c].to_pylist() for c in (
-                    "key", "action", "status", "portal_id", "fields_hash", "fields_json")), strict=True):  # fmt: skip
+            try:
+                table = read_parquet(part)
+                columns = {c: table[c].to_pylist() for c in ("key", "action", "status", "portal_id", "fields_hash",
+                                                             "fields_json", "error_code")}  # fmt: skip
+            except Exception as exc:
+                if rebuild:  # every row is read from the portal anyway
+                    run.log.warning(f"{run.label}: journal part {scrub(uri_of(part))} cannot be read; ignored")
+                    continue
+                raise dg.Failure(
+                    f"{run.label}: the journal part {scrub(uri_of(part))} of a run that died cannot be read "
+                    f"({type(exc).__name__}: {scrub(str(exc))}). Run once with the run config `rebuild_state: true` "
+                    "(every row is read from the portal by key; records already right get no write).",
+                    allow_retries=False) from None  # fmt: skip
+            for key, action, status, portal_id, hashed, fields, code in zip(*columns.values(), strict=True):
                 if action == "delete" and status == "ok":
                     run.state.forget(key)
                 else:
-                    run.state.record(key, status=status, portal_id=portal_id, sent_hash=hashed, sent_fields=fields)
+                    run.state.record(key, status=status, portal_id=portal_id, sent_hash=hashed, sent_fields=fields,
+                                     attempt=own_error(status, code))  # fmt: skip
                 run.recovered += 1
+            run.recovered_changes.extend(_logged_changes(table))
     if folders:
         run.log.info(f"{run.label}: {run.recovered} outcomes read from {len(folders)} journals of runs that died")
     return folders
 
 
+def own_error(status: str, code: str | None) -> bool:
+    """Whether a row's outcome is a failed attempt of its own (see `NOT_THE_ROWS_FAULT`)."""
+    return status == "error" and (code or "") not in NOT_THE_ROWS_FAULT and not (code or "").startswith("HTTP_5")
+
+
 def plan(run: SyncRun) -> SyncPlan:
     """Match the rows to records and decide each row's action."""
+    assert run.fields is not None, "the field stage runs first (_sync_fields.check_fields)"
     try:
-        made = make_plan(run.sync, run.client, run.calls, run.keys, run.state, extra_params=run.extra_params)
+        made = make_plan(run.sync, run.client, run.calls, run.keys, run.state, extra_params=run.extra_params,
+                         model=run.fields.model, targets=run.fields.targets, invalid=run.fields.invalid)  # fmt: skip
     except (LookupFailed, TooManyDeletes) as exc:
         raise dg.Failure(f"{run.label}: {scrub(str(exc))}", allow_retries=False) from None
     except Exception as exc:
@@ -180,11 +249,14 @@ def publish_plan(run: SyncRun) -> dict[str, Any]:
         writer.write(table)
     metadata = _plan_metadata(run)
     rows = len(run.plan.keys)
-    refused = sum(metadata[f"rows_{a}"] for a in ("ambiguous", "missing", "skipped"))
+    refused = sum(metadata[f"rows_{a}"] for a in ("ambiguous", "missing", "skipped", "invalid"))
     metadata.update({"commands": rows, "unknown": 0,
                      "failure_rate": dg.MetadataValue.float(round(refused / rows, 6) if rows else 0.0)})
     metadata.update({"dry_run": True, "plan_uri": uri_of(path), "dagster/row_count": table.num_rows,
                      "plan_preview": _preview(table)})  # fmt: skip
+    if run.changelog is not None:  # the runs table has the dry run too (no changes were made)
+        run.changelog.write_run(run.run_id, _runs_row(run, run.plan.counts(), metadata, 0, dry_run=True))
+        metadata["runs_uri"] = run.changelog.uris()["runs_uri"]
     return metadata
 
 
@@ -201,6 +273,7 @@ def send(run: SyncRun, lock: StepLock) -> None:
         reconcile=run.sync.key_field is not None, reconcile_field=run.sync.key_field,
         reconcile_delay_seconds=run.reconcile_delay_seconds, bulk_import=run.bulk_import)  # fmt: skip
     run.journal.sending(0)
+    run.run_stats = getattr(chunks, "stats", None)
     try:
         stream_chunks(chunks, keys=None, index_map=None, schema=RESULT_SCHEMA,
                       on_chunk=lambda table: _on_chunk(run, lock, table))  # fmt: skip
@@ -228,12 +301,14 @@ def _record_chunk(run: SyncRun, journal: BatchJournal, number: int, table: pa.Ta
     portal_ids = [_portal_id(plan_.actions[row], record, plan_.portal_ids[row])
                   for row, record in zip(rows, records, strict=True)]  # fmt: skip
     for row, record, portal_id in zip(rows, records, portal_ids, strict=True):
-        run.outcomes[row] = (record["status"], portal_id)
+        run.outcomes[row] = (record["status"], portal_id, record["error_code"], record["error_description"])
     run.failed_chunks += any(r["status"] != "ok" for r in records)
     part = {name: table[name] for name in _JOURNAL_SCHEMA.names if name in table.column_names}
     part.update(row=rows, key=[plan_.keys[r] for r in rows], action=[plan_.actions[r] for r in rows],
                 portal_id=portal_ids, fields_hash=[plan_.hashes[r] for r in rows],
-                fields_json=[plan_.sent_fields[r] for r in rows])  # fmt: skip
+                fields_json=[plan_.sent_fields[r] for r in rows],
+                changes=[json.dumps(plan_.changes[r], ensure_ascii=False) for r in rows],
+                run_id=[run.run_id] * len(rows))  # fmt: skip
     journal.completed(number, pa.table({n: part[n] for n in _JOURNAL_SCHEMA.names}, schema=_JOURNAL_SCHEMA))
     run.guard.check(table, sent=len(run.outcomes), total=len(plan_.commands))
 
@@ -264,16 +339,96 @@ def publish(run: SyncRun) -> dict[str, Any]:
             writer.write(table)
             tally.add(table)
     tally.sent, tally.chunks, tally.failed_chunks = len(run.outcomes), run.next_chunk, run.failed_chunks
-    for row, action in enumerate(plan_.actions):
-        _advance_state(run, row, action)
-    run.state.save()
     after = client_stats(run.client)
     stats = {k: after[k] - run.before.get(k, 0.0) for k in after}
     metadata = tally.metadata(stats=stats, duration=run.watch.elapsed, writer=writer, schema=schema)
     metadata.update(_plan_metadata(run))
+    metadata.update(_reconciled(run))
+    metadata.update(_log_changes(run, metadata))
+    for row, action in enumerate(plan_.actions):
+        _advance_state(run, row, action)
+    run.state.save()
     run.log.info(f"{run.label}: " + ", ".join(f"{n} {a}" for a, n in sorted(plan_.counts().items()))
                  + f"; {tally.statuses['ok']} ok, {tally.failed} not ok -> {scrub(str(run.path))}")  # fmt: skip
+    _log_failures(run)
     return metadata
+
+
+def _reconciled(run: SyncRun) -> dict[str, int]:
+    """The lost answers settled by key while sending (the client's chunked run counts them)."""
+    stats = run.run_stats
+    names = ("reconciled_found", "reconciled_resent", "reconciled_unknown_left", "reconcile_lookups")
+    return {n: int(getattr(stats, n, 0) or 0) for n in names}
+
+
+def _log_changes(run: SyncRun, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Append this run's changes (and those of dead runs settled now) to the changelog, and the
+    run's row to the runs table; the metadata that names them."""
+    plan_ = run.plan
+    if run.changelog is None or plan_ is None:
+        return {}
+    changes = []
+    for row, (status, portal_id, code, description) in run.outcomes.items():
+        error = None if status == "ok" else f"{code}: {description}" if code else description
+        changes.extend(ChangeRow(plan_.keys[row], portal_id if portal_id is not None else plan_.portal_ids[row],
+                                 kind, name, old, new, status, error)
+                       for name, old, new, kind in plan_.changes[row])  # fmt: skip
+    by_run: dict[str, list[ChangeRow]] = {}
+    for dead_run, change in run.recovered_changes:
+        by_run.setdefault(dead_run, []).append(change)
+    for dead_run, rows in by_run.items():
+        run.changelog.write_changes(dead_run, rows)
+    _, written = run.changelog.write_changes(run.run_id, changes)
+    run.changelog.write_run(run.run_id, _runs_row(run, plan_.counts(), metadata, written))
+    return {**run.changelog.uris(), "fields_changed": written}
+
+
+def _runs_row(run: SyncRun, counts: dict[str, int], metadata: dict[str, Any], written: int,
+              dry_run: bool = False) -> dict[str, Any]:  # fmt: skip
+    plan_ = run.plan
+    assert plan_ is not None
+    finished = time.time()
+    failed = int(metadata.get("error", 0)) + int(metadata.get("unknown", 0))
+    return {"mode": run.sync.mode, "dry_run": dry_run, "started_at": _utc(finished - run.watch.elapsed),
+            "finished_at": _utc(finished), "duration_seconds": round(run.watch.elapsed, 3), "rows": len(run.keys),
+            "created": counts.get("create", 0), "updated": counts.get("update", 0),
+            "unchanged": counts.get("unchanged", 0), "deleted": counts.get("delete", 0), "drift": plan_.drifted(),
+            "invalid": counts.get("invalid", 0), "skipped": counts.get("skipped", 0),
+            "ambiguous": counts.get("ambiguous", 0), "failed": failed, "fields_changed": written,
+            "lookup_requests": plan_.lookup_requests, "requests": int(metadata.get("requests", 0))}  # fmt: skip
+
+
+def _utc(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def _log_failures(run: SyncRun, limit: int = 10) -> None:
+    """Name the first rows that did not end ok, with their reasons, in the run's log."""
+    plan_ = run.plan
+    assert plan_ is not None
+    failed = [(plan_.keys[row], f"{out[2]}: {out[3]}" if out[2] else str(out[3]))
+              for row, out in sorted(run.outcomes.items()) if out[0] != "ok"]  # fmt: skip
+    failed += [(plan_.keys[i], f"{plan_.actions[i]}: {plan_.reasons[i]}") for i, a in enumerate(plan_.actions)
+               if a in ("invalid", "ambiguous", "missing", "skipped")]  # fmt: skip
+    if failed:
+        shown = "; ".join(f"{key}: {scrub(str(reason))}" for key, reason in failed[:limit])
+        more = f" (and {len(failed) - limit} more: see the results' error_reason column)" if len(failed) > limit else ""
+        run.log.warning(f"{run.label}: {len(failed)} rows not written: {shown}{more}")
+
+
+def _logged_changes(table: pa.Table) -> list[tuple[str, ChangeRow]]:
+    """The changes a dead run's journal part recorded, with their outcome, under its run id."""
+    if "changes" not in table.column_names or "run_id" not in table.column_names:
+        return []  # a journal of an older version: its outcomes count, its changes were not kept
+    out = []
+    for record in table.select(["run_id", "key", "portal_id", "status", "error_code", "error_description",
+                                "changes"]).to_pylist():  # fmt: skip
+        error = None if record["status"] == "ok" else f"{record['error_code']}: {record['error_description']}"
+        for name, old, new, kind in json.loads(record["changes"] or "[]"):
+            out.append((record["run_id"] or "unknown", ChangeRow(record["key"], record["portal_id"], kind, name, old,
+                                                                  new, record["status"], error)))  # fmt: skip
+    return out
+
 
 
 def _advance_state(run: SyncRun, row: int, action: str) -> None:
@@ -281,14 +436,22 @@ def _advance_state(run: SyncRun, row: int, action: str) -> None:
     assert plan_ is not None
     key = plan_.keys[row]
     sent = run.outcomes.get(row)
-    if action in ("unchanged", "skipped"):
+    if action == "unchanged" and row in plan_.verified:  # read from the portal and found right
+        run.state.record(key, status="ok", portal_id=plan_.portal_ids[row], sent_hash=plan_.hashes[row],
+                         sent_fields=plan_.sent_fields[row])  # fmt: skip
         return
+    if action in ("unchanged", "skipped", "invalid", "ambiguous", "missing"):
+        return  # nothing was sent: nothing new is known, and no attempt was made
     if action == "gone" or (action == "delete" and sent is not None and sent[0] == "ok"):
         run.state.forget(key)
         return
-    status, portal_id = sent if sent is not None else ("error", plan_.portal_ids[row])
+    if sent is None:  # planned, never reached (the run halted): not an attempt
+        run.state.record(key, status="not_run", portal_id=plan_.portal_ids[row], sent_hash=plan_.hashes[row],
+                         sent_fields=plan_.sent_fields[row], attempt=False)  # fmt: skip
+        return
+    status, portal_id, code, _ = sent
     run.state.record(key, status=status, portal_id=portal_id, sent_hash=plan_.hashes[row],
-                     sent_fields=plan_.sent_fields[row])  # fmt: skip
+                     sent_fields=plan_.sent_fields[row], attempt=own_error(status, code))  # fmt: skip
 
 
 def _result_tables(run: SyncRun, schema: pa.Schema) -> Iterator[pa.Table]:
@@ -353,11 +516,16 @@ def _plan_metadata(run: SyncRun) -> dict[str, Any]:
     plan_ = run.plan
     assert plan_ is not None
     counts = plan_.counts()
-    out: dict[str, Any] = {"sync_mode": run.sync.mode, "matched_on": run.sync.matched_on}
-    for action in ("create", "update", "unchanged", "delete", "ambiguous", "missing", "invalid", "skipped"):
+    out: dict[str, Any] = {"sync_mode": run.sync.mode, "matched_on": run.sync.matched_on,
+                           "multi_value": run.sync.multi_value}
+    for action in ("create", "update", "unchanged", "delete", "gone", "ambiguous", "missing", "invalid", "skipped"):
         out[f"rows_{action}"] = counts.get(action, 0)
-    out.update({"rows_retried": run.retried, "lookups": plan_.lookups, "lookup_requests": plan_.lookup_requests,
+    out.update({"rows_drift": plan_.drifted(), "rows_verified": len(plan_.verified), "rows_retried": run.retried,
+                "lookups": plan_.lookups, "lookup_requests": plan_.lookup_requests,
+                "field_check_requests": run.fields.requests if run.fields is not None else 0,
                 "writes_planned": len(plan_.commands)})  # fmt: skip
+    if run.state.distrusted:
+        out["state_distrusted"] = run.state.distrusted
     if run.recovered:
         out["recovered_from_journal"] = run.recovered
     return out
@@ -366,12 +534,23 @@ def _plan_metadata(run: SyncRun) -> dict[str, Any]:
 def _preview(table: pa.Table, limit: int = 20) -> dg.TableMetadataValue:
     changed = table.filter(pc.not_equal(table["action"], "unchanged")).slice(0, limit)
     schema = dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in
-                                     ("key", "action", "portal_id", "changed_fields", "reason")])  # fmt: skip
+                                     ("key", "action", "portal_id", "changes", "reason")])  # fmt: skip
     records = [dg.TableRecord({"key": r["key"], "action": r["action"],
                                "portal_id": "" if r["portal_id"] is None else str(r["portal_id"]),
-                               "changed_fields": ", ".join(r["changed_fields"] or []),
+                               "changes": "; ".join(_change_text(c) for c in r["changes"] or []),
                                "reason": r["reason"] or ""}) for r in changed.to_pylist()]  # fmt: skip
     return dg.MetadataValue.table(records, schema)
+
+
+def _change_text(change: dict[str, Any], width: int = 40) -> str:
+    def short(value: str | None) -> str:
+        text = "∅" if value is None else scrub(value)
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    if change["field"] is None:
+        return change["kind"]
+    drift = " (drift)" if change["kind"] == "drift" else ""
+    return f"{change['field']}: {short(change['old'])} → {short(change['new'])}{drift}"
 
 
 def sync_calls(calls: Sequence[Any], keys: Sequence[str], sync: SyncSpec) -> list[tuple[str, dict[str, Any]]]:

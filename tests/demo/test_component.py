@@ -47,7 +47,8 @@ def test_component_yaml_materializes(
         assert job.execute_in_process(instance=instance).success
     again = pq.read_table(base / "contact_import.parquet").to_pandas()
     assert b24_emulator.counts()["contact"] == made
-    assert dict(again["action"].value_counts()) == {"unchanged": 11, "create": 1}
+    # The nameless contact is refused before a request (a contact needs a name): `invalid` again.
+    assert dict(again["action"].value_counts()) == {"unchanged": 11, "invalid": 1}
 
 
 def test_component_sync_field_is_checked_by_name() -> None:
@@ -86,3 +87,20 @@ def test_component_write_with_bulk_import(
         assert defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance).success
     assert b24_emulator.counts()["deal"] == 30
     assert [r.commands for r in b24_emulator.request_log if r.committed] == [2]
+
+
+def test_a_write_naming_an_unknown_field_is_refused_at_definition_time(
+    b24_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the portal's field lists in the defs state (`dg utils refresh-defs-state`), a write
+    whose mapping names a field the portal does not know fails `dg check defs`, not a run."""
+    monkeypatch.setenv("BITRIX24_WEBHOOK_URL", b24_emulator.webhook_url)
+    (tmp_path / "contacts.csv").write_text("external_id,name,email\nC1,Ann,ann@example.com\n")
+    write = {"name": "contact_sync", "method": "crm.contact.add", "csv": "contacts.csv", "key_column": "external_id"}
+    bad = Bitrix24Component.model_validate({"writes": [{**write, "fields": {"name": "NAME", "email": "EMAIL_ADDR"}}]})
+    state = tmp_path / "state.json"
+    bad.write_state_to_path(state)
+    with pytest.raises(ValueError, match=r"'EMAIL_ADDR' is not a field of crm.contact; did you mean 'EMAIL'"):
+        bad.build_defs_from_state(SimpleNamespace(path=tmp_path), state)  # type: ignore[arg-type]
+    good = Bitrix24Component.model_validate({"writes": [{**write, "fields": {"name": "NAME", "email": "EMAIL"}}]})
+    assert good.build_defs_from_state(SimpleNamespace(path=tmp_path), state)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import pytest
 
 from b24_dagster.integration import (
     FAILURE_RATE_CHECK,
+    SKIPPED_CHECK,
     UNKNOWN_CHECK,
     Bitrix24BatchInvocation,
     bitrix24_batch_assets,
@@ -54,14 +55,15 @@ def test_own_body_filters_rows_and_syncs_each_partition(b24_emulator, resources,
         assert table["external_id"].to_pylist() == [f"{region}-0", f"{region}-2", f"{region}-4"]
         assert set(table["action"].to_pylist()) == {"create"}
     again = dg.materialize([leads_csv, consenting_leads], resources=resources, instance=instance, partition_key="eu")
-    assert {e.check_name for e in again.get_asset_check_evaluations()} == {FAILURE_RATE_CHECK, UNKNOWN_CHECK}
+    assert {e.check_name for e in again.get_asset_check_evaluations()} == {FAILURE_RATE_CHECK, UNKNOWN_CHECK,
+                                                                           SKIPPED_CHECK}  # a sync's three
     assert _portal_origins(b24_emulator) == sorted(f"{r}-{i}" for r in ("eu", "us") for i in (0, 2, 4))
 
 
 def test_a_subset_without_the_checks_runs_without_them(b24_emulator, resources, base, instance):
     result = dg.materialize([leads_csv, consenting_leads], resources=resources, instance=instance,
                             partition_key="eu", selection=[dg.AssetKey("leads_csv"), KEY])  # fmt: skip
-    assert result.success and len(result.get_asset_check_evaluations()) == 2
+    assert result.success and len(result.get_asset_check_evaluations()) == 3
     only_asset = dg.materialize([leads_csv, consenting_leads], resources=resources, instance=instance,
                                 partition_key="us",
                                 selection=dg.AssetSelection.assets("leads_csv", KEY).without_checks())  # fmt: skip
@@ -92,7 +94,7 @@ def test_checks_alone_read_the_last_materialization_and_send_nothing(b24_emulato
     never = dg.materialize(assets, resources=resources, instance=instance, selection=checks_only)
     assert never.success, "a check of an asset never materialized fails, the run does not"
     assert {(e.check_name, e.passed) for e in never.get_asset_check_evaluations()} == {
-        (FAILURE_RATE_CHECK, False), (UNKNOWN_CHECK, False)}
+        (FAILURE_RATE_CHECK, False), (UNKNOWN_CHECK, False), (SKIPPED_CHECK, False)}
     assert _portal_origins(b24_emulator) == []
     done = dg.materialize(assets, resources=resources, instance=instance)
     dry = dg.materialize(assets, resources=resources, instance=instance,
@@ -104,7 +106,8 @@ def test_checks_alone_read_the_last_materialization_and_send_nothing(b24_emulato
     assert b24_emulator.stats["requests"] == requests, "selecting the checks alone sends nothing"
     assert not result.asset_materializations_for_node("bitrix24__all_leads")
     evaluations = result.get_asset_check_evaluations()
-    assert {(e.check_name, e.passed) for e in evaluations} == {(FAILURE_RATE_CHECK, True), (UNKNOWN_CHECK, True)}
+    assert {(e.check_name, e.passed) for e in evaluations} == {(FAILURE_RATE_CHECK, True), (UNKNOWN_CHECK, True),
+                                                               (SKIPPED_CHECK, True)}  # fmt: skip
     assert all(e.metadata["commands"].value == 3 for e in evaluations)
     # the outcome of the real run is checked, not the plan of the dry run after it
     assert all(e.metadata["checked_run_id"].value == done.run_id for e in evaluations)

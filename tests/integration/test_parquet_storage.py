@@ -5,18 +5,28 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dagster import AssetKey, MultiPartitionKey
+from dagster import AssetKey, MultiPartitionKey, asset, instance_for_test, materialize
 from upath import UPath
 
 from b24_dagster.integration import BASE_ENV, Bitrix24Storage, ParquetStreamWriter, read_parquet
+from b24_dagster.integration._storage import INSTANCE_FOLDER, BaseLocationError
 
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string())])
 
 
 def test_base_from_setting_env_or_default(tmp_path, monkeypatch):
+    """Issue 21: the base never depends on the directory a process starts in (before, `./data`
+    was resolved against it, and a run from elsewhere lost the sync state)."""
     monkeypatch.delenv(BASE_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    assert Bitrix24Storage().base() == UPath(tmp_path / "data")
+    with pytest.raises(BaseLocationError, match="has no base location"):
+        Bitrix24Storage().base()  # no instance outside a run: nowhere that outlives it
+    for relative in ("data", "./data"):
+        with pytest.raises(BaseLocationError, match="is relative"):
+            Bitrix24Storage(base_path=relative).base()
+    monkeypatch.setenv(BASE_ENV, "data")
+    with pytest.raises(BaseLocationError, match="is relative"):
+        Bitrix24Storage().base()
     monkeypatch.setenv(BASE_ENV, str(tmp_path / "env"))
     assert Bitrix24Storage().base() == UPath(tmp_path / "env")
     assert Bitrix24Storage(base_path=str(tmp_path / "x")).base() == UPath(tmp_path / "x")
@@ -70,3 +80,17 @@ def test_object_store_path_through_fsspec():
     with ParquetStreamWriter(path, SCHEMA) as writer:
         writer.write(pa.table({"id": [1, 2], "name": ["a", "b"]}))
     assert read_parquet(path).num_rows == 2
+
+
+def test_without_a_base_the_runs_instance_storage_holds_the_files(tmp_path, monkeypatch):
+    monkeypatch.delenv(BASE_ENV, raising=False)
+
+    @asset(required_resource_keys={"bitrix24_storage"})
+    def where(context) -> None:
+        context.add_output_metadata({"base": str(context.resources.bitrix24_storage.base())})
+
+    with instance_for_test() as instance:
+        result = materialize([where], resources={"bitrix24_storage": Bitrix24Storage()}, instance=instance)
+        [event] = result.get_asset_materialization_events()
+        assert event.materialization.metadata["base"].value == str(
+            UPath(instance.storage_directory()) / INSTANCE_FOLDER)

@@ -14,10 +14,12 @@ import pytest
 from upath import UPath
 
 from b24_dagster.client import Bitrix24Client
+from b24_dagster.client._entities import crm_entity_of
 from b24_dagster.integration import _send_step, _sync_step
 from b24_dagster.integration._batch_core import BatchSpec, build_commands
 from b24_dagster.integration._journal import BatchJournal
 from b24_dagster.integration._parquet import ParquetStreamWriter
+from b24_dagster.integration._sync_fields import check_fields
 from b24_dagster.integration._sync_plan import SyncSpec
 from b24_dagster.integration._sync_state import fields_hash
 
@@ -31,26 +33,33 @@ def _client(emulator) -> Bitrix24Client:
 
 def _sync_run(emulator, tmp_path, n: int = 4, **kwargs) -> _sync_step.SyncRun:
     keys = [f"K{i}" for i in range(n)]
-    calls = _sync_step.sync_calls([("crm.lead.add", {"fields": {"TITLE": f"T{i}"}}) for i in range(n)], keys, SPEC)
-    return _sync_step.SyncRun(sync=SPEC, client=_client(emulator), path=UPath(tmp_path / "leads.parquet"),
-                              log=LOG, label="leads", calls=calls, keys=keys, key_name="key", **kwargs)  # fmt: skip
+    calls = _sync_step.sync_calls([("crm.lead.add", {"fields": {"TITLE": f"T{i}", "COMMENTS": "c"}})
+                                   for i in range(n)], keys, SPEC)  # fmt: skip
+    client = _client(emulator)
+    fields = check_fields(client, crm_entity_of("crm.lead.add"), calls, ["TITLE", "COMMENTS"], label="leads",
+                          creates=True, updates=True, given=SPEC.own_fields)  # fmt: skip
+    return _sync_step.SyncRun(sync=SPEC, client=client, path=UPath(tmp_path / "leads.parquet"),
+                              log=LOG, label="leads", calls=calls, keys=keys, key_name="key", fields=fields,
+                              **kwargs)  # fmt: skip
 
 
 def test_sync_plan_stage_sends_only_what_the_state_and_portal_call_for(b24_emulator, tmp_path):
     run = _sync_run(b24_emulator, tmp_path)
     with _client(b24_emulator) as client:
-        client.call("crm.lead.add", {"fields": {"TITLE": "by hand", "ORIGIN_ID": "K1"}})  # id 1
+        client.call("crm.lead.add", {"fields": {"TITLE": "by hand", "ORIGIN_ID": "K1", "COMMENTS": "c"}})  # id 1
+        client.call("crm.lead.add", {"fields": {"TITLE": "older", "ORIGIN_ID": "K2", "COMMENTS": "c"}})  # id 2
     applied = run.calls[0][1]["fields"]
     run.state.record("K0", status="ok", portal_id=77, sent_hash=fields_hash(applied), sent_fields=None)
     changed = {**run.calls[2][1]["fields"], "TITLE": "older"}
-    run.state.record("K2", status="ok", portal_id=78, sent_hash=fields_hash(changed), sent_fields=json.dumps(changed))
+    run.state.record("K2", status="ok", portal_id=2, sent_hash=fields_hash(changed), sent_fields=json.dumps(changed))
     plan = _sync_step.plan(run)
     assert plan.actions == ["unchanged", "update", "update", "create"]
-    assert plan.portal_ids == [77, 1, 78, None]
-    assert plan.changed[2] == ["TITLE"]  # the state knew K2's fields: only the title is sent
+    assert plan.portal_ids == [77, 1, 2, None]
+    assert plan.changed[1:3] == [["TITLE"], ["TITLE"]]  # compared with the records: only the titles differ
     assert [c[0] for c in plan.commands] == ["crm.lead.update", "crm.lead.update", "crm.lead.add"]
-    assert plan.commands[1][1] == {"id": 78, "fields": {"TITLE": "T2"}}
-    assert (plan.lookups, plan.lookup_requests) == (1, 1)  # K1 and K3 (unknown to the state)
+    assert plan.commands[1][1] == {"id": 2, "fields": {"TITLE": "T2"}}
+    assert plan.changes[2] == [("TITLE", "older", "T2", "update")]
+    assert (plan.lookups, plan.lookup_requests) == (1, 1)  # K1, K2 and K3 (unknown or changed), one command
 
 
 def test_sync_recover_stage_reads_a_dead_runs_journal_and_waits_out_its_chunk(b24_emulator, tmp_path):

@@ -203,11 +203,11 @@ def test_a_run_against_a_dead_host_publishes_nothing(b24_emulator, resources, ba
     results_file = base / "bitrix24" / "lead_sync.parquet"
     state = base / "bitrix24" / ".lead_sync.parquet.sync" / "state.parquet"
     good = (results_file.read_bytes(), state.read_bytes())
-    source.frame = leads(45)  # five new rows: they must be looked up, and the lookups fail
+    source.frame = leads(45)  # five new rows: the fields read that checks them fails first
     failed = materialize(source.assets(), _unreachable(resources, monkeypatch), instance)
     assert not failed.success
     message = failed.get_step_failure_events()[0].event_specific_data.error.message
-    assert "lookups of 5 keys" in message and "nothing was sent" in message
+    assert "crm.lead.fields failed" in message and "nothing was sent" in message
     assert (results_file.read_bytes(), state.read_bytes()) == good
 
 
