@@ -21,6 +21,7 @@ from b24_dagster.client._lookup import comm_entity_type
 from b24_dagster.client._multifield import MultiValueMode
 from b24_dagster.errors import ConfigurationError
 from b24_dagster.integration._batch_core import BatchSpec, build_commands, result_key_name
+from b24_dagster.integration._batch_run import client_stats
 from b24_dagster.integration._changelog import Changelog
 from b24_dagster.integration._sync_fields import check_fields, mapping_digest
 from b24_dagster.integration._sync_plan import SyncMode, SyncSpec
@@ -106,6 +107,7 @@ def run_sync(*, batch: BatchSpec, sync: SyncSpec, frame: Any, client: Any, path:
              rebuild_state: bool = False, changelog: Changelog | None = None) -> dict[str, Any]:  # fmt: skip
     """Check the rows against the portal's fields, build their commands, run the sync step."""
     entity = crm_entity_of(sync.create_method, batch.params)
+    before = client_stats(client)
     # Plain strings in a multi-field carry no VALUE_TYPE: the sync keeps the type the portal holds.
     commands, keys = build_commands(replace(batch, multi_value_type=None), frame)
     if keys is None:
@@ -124,6 +126,7 @@ def run_sync(*, batch: BatchSpec, sync: SyncSpec, frame: Any, client: Any, path:
                   key_name=result_key_name(key_name) or key_name, halt_on_error=batch.halt_on_error,
                   reconcile_delay_seconds=batch.reconcile_delay_seconds, bulk_import=batch.bulk_import,
                   request_id=f"{run_id[:8]}-{label}"[:100], fields=checked, run_id=run_id, changelog=changelog,
+                  before=before,
                   portal=client.webhook.origin, mapping=mapping_digest(entity, checked.targets, sync.key_field,
                                                                        sync.multi_value))  # fmt: skip
     return run_sync_step(run, dry_run=dry_run, owner=run_id, lock_wait_seconds=lock_wait_seconds,

@@ -145,7 +145,7 @@ def run_sync_step(run: SyncRun, *, dry_run: bool = False, owner: str = "", lock_
     except LockHeldError as exc:
         raise dg.Failure(f"{run.label}: {exc}", allow_retries=False) from None
     try:
-        run.before = client_stats(run.client)
+        run.before = run.before or client_stats(run.client)  # the field stage's reads count too
         load_state(run, rebuild_state)
         journals = recover(run, rebuild_state)
         run.plan = plan(run)
