@@ -50,6 +50,11 @@ PAGE_OVERRIDES: dict[tuple[int, str], str] = {
     (2, "methods"): "api-reference/common/system/methods.md",
     (2, "scope"): "api-reference/common/system/scope.md",
     (2, "profile"): "api-reference/common/users/profile.md",
+    (2, "crm.stagehistory.list"): "api-reference/crm/crm-stage-history-list.md",
+    # the activity pages exist twice: the current ones are under activity-base/
+    **{(2, f"crm.activity.{verb}"):
+       f"api-reference/crm/timeline/activities/activity-base/crm-activity-{verb}.md"
+       for verb in ("add", "get", "list", "update", "delete", "fields")},
     # rest.scope.list has no page of its own: rest-v3.md describes it (no cURL example).
     (3, "rest.scope.list"): "api-reference/rest-v3.md",
 }

@@ -62,6 +62,8 @@ class ListShape:
 _SHAPES = {
     "crm.item.list": ListShape("items", "id", "id"),
     "tasks.task.list": ListShape("tasks", "id", "ID"),
+    # crm-stage-history-list.md: rows under "items", UPPER keys
+    "crm.stagehistory.list": ListShape("items", "ID", "ID"),
 }
 
 

@@ -234,13 +234,25 @@ def profile(ctx: Context, params: dict[str, Any]) -> Result:
                    "PERSONAL_GENDER": "", "TIME_ZONE": "", "TIME_ZONE_OFFSET": ctx.settings.utc_offset})
 
 
+#: Scopes that grant the methods of another (``task`` and ``tasks``; ``user`` covers
+#: ``user_basic``), as the portal's access check (``_portal``) reads them.
+SCOPE_ALIASES = {"task": ("task", "tasks"), "user_basic": ("user_basic", "user"), "user": ("user",)}
+
+
+def served_scopes() -> frozenset[str]:
+    """The scopes of the methods the emulator serves, with the scopes that grant them."""
+    scopes = {spec.scope for spec in REGISTRY.values() if spec.scope}
+    return frozenset(alias for name in scopes for alias in SCOPE_ALIASES.get(name, (name,)))
+
+
 @method("scope", "")
 def scope(ctx: Context, params: dict[str, Any]) -> Result:
-    """The webhook's scopes (``full=true``: every scope the portal knows)."""
-    from ._settings import ALL_SCOPES
-
+    """The webhook's scopes (``full=true``: every scope the portal knows), as
+    ``api-reference/common/system/scope.md`` shows them: here only the scopes whose methods the
+    emulator serves, so that a client never plans on a scope whose methods would answer 404."""
     full = str(params.get("full", "")).lower() in ("1", "true", "y")
-    return Result(sorted(ALL_SCOPES if full else ctx.settings.scopes))
+    served = served_scopes()
+    return Result(sorted(served if full else ctx.settings.scopes & served))
 
 
 @method("methods", "")
@@ -264,8 +276,8 @@ def app_info(ctx: Context, params: dict[str, Any]) -> Result:
 
 @method("rest.scope.list", "", versions=(3,))
 def rest_scope_list(ctx: Context, params: dict[str, Any]) -> Result:
-    """v3: the webhook's scopes."""
-    return Result({"items": sorted(ctx.settings.scopes)})
+    """v3: the webhook's scopes (those the emulator serves, as ``scope``)."""
+    return Result({"items": sorted(ctx.settings.scopes & served_scopes())})
 
 
 #: The company structure: the root (every user is in it) and three departments under it.

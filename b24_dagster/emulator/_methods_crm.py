@@ -37,6 +37,7 @@ from ._filters import (
 )
 from ._jsonout import Raw, dumps
 from ._methods_core import ApiError, Context, Result, method
+from ._methods_stagehistory import record_stage_move
 from ._multifields import TYPES as MULTIFIELD_TYPES
 from ._multifields import apply_multifields
 from ._spa import spa_entity, stage_directory
@@ -201,6 +202,9 @@ def _add(ctx: Context, entity: Entity, fields: dict[str, Any], item: bool,
     row = to_row(entity, rec)
     ctx.store.put(entity.name, id_, row)
     userfields.keep(ctx, entity, id_, uf_values)
+    # crm-stage-history-list.md: a creation is a move into the first stage (an import's
+    # history keeps its own creation time)
+    record_stage_move(ctx, entity.type_id, id_, None, rec, rec.get("createdTime"))
     return id_, row
 
 
@@ -223,12 +227,14 @@ def _update(ctx: Context, entity: Entity, id_: int, fields: dict[str, Any], item
     if row is None:
         raise ApiError(400, "NOT_FOUND", "Element not found") if item else _legacy_not_found(entity, "update")
     rec = materialize(entity, row)
+    before = dict(rec)
     _apply(ctx, entity, rec, fields, item, adding=False)
     uf_values = userfields.parse(ctx, entity, fields, item, adding=False)
     entity.derive(rec)
     new_row = to_row(entity, rec)
     ctx.store.put(entity.name, id_, new_row)
     userfields.keep(ctx, entity, id_, uf_values)
+    record_stage_move(ctx, entity.type_id, id_, before, rec)
     return new_row
 
 

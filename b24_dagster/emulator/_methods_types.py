@@ -207,7 +207,8 @@ def type_list(ctx: Context, params: dict[str, Any]) -> Result:
 
 @method("crm.type.delete", "crm", writes=True)
 def type_delete(ctx: Context, params: dict[str, Any]) -> Result:
-    """Delete a type without items, with its categories and stages; ``result`` is null."""
+    """Delete a type without items, with its categories and stages; ``result`` is ``[]``, as
+    crm-type-delete.md's answer shows."""
     ref = _ref(ctx)
     try:
         spa = next((t for t in ref.types if t["id"] == int(str(params.get("id")))), None)
@@ -223,4 +224,4 @@ def type_delete(ctx: Context, params: dict[str, Any]) -> Result:
     ref.categories.pop(spa["entityTypeId"], None)
     ref.types.remove(spa)
     ctx.store.tables.pop(entity.name, None)
-    return Result(None, wrote=True)
+    return Result([], wrote=True)

@@ -19,13 +19,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import (  # noqa: F401  (registers the methods)
+    _methods_activity,
     _methods_crm,
+    _methods_currency,
     _methods_deal_contacts,
     _methods_duplicates,
     _methods_eventlog,
     _methods_import,
     _methods_productrows,
     _methods_reference,
+    _methods_stagehistory,
     _methods_tasks,
     _methods_types,
     _methods_userfields,
@@ -34,13 +37,13 @@ from ._batch import Outcome, run_batch_v2, run_batch_v3
 from ._idempotency import IdempotencyCache, fingerprint, valid_key
 from ._jsonout import DateFormatter, dumps, time_object, time_text
 from ._limits import LeakyBucket, OperatingBudget
-from ._methods_core import REGISTRY, ApiError, Context, Result, v3_error
+from ._methods_core import REGISTRY, SCOPE_ALIASES, ApiError, Context, Result, v3_error
 from ._settings import PortalSettings
 from ._store import Store
 
 __all__ = ["Portal", "PortalRequest", "PortalResponse"]
 
-_SCOPE_ALIASES = {"task": ("task", "tasks"), "user_basic": ("user_basic", "user"), "user": ("user",)}
+_SCOPE_ALIASES = SCOPE_ALIASES
 _NO_AUTH = b'{"error":"NO_AUTH_FOUND","error_description":"Wrong authorization data"}'
 _QUERY_LIMIT = b'{"error":"QUERY_LIMIT_EXCEEDED","error_description":"Too many requests"}'
 _ZERO_STATS = ("requests", "refused_503", "blocked_429", "unauthorized_401", "commands", "writes",

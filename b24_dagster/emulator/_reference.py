@@ -84,6 +84,8 @@ class CrmReference:
         self.next_product_row_id = 1
         #: Smart-process types (``crm.type.*``) in creation order.
         self.types: list[dict[str, Any]] = []
+        #: Currencies (``crm.currency.*``) by code; ``_methods_currency`` fills the defaults.
+        self.currencies: dict[str, dict[str, Any]] = {}
         self.next_type_id = 1
         for entity, stages in (("STATUS", _LEAD_STAGES), ("DEAL_STAGE", _DEAL_STAGES)):
             self.add_stages(entity, "", None, stages)

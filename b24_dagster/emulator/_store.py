@@ -27,8 +27,11 @@ from ._seed import seed_rows
 
 __all__ = ["Store", "Table", "TABLE_NAMES"]
 
-#: The tables of a portal.
-TABLE_NAMES = ("lead", "deal", "contact", "company", "task")
+#: The tables of a portal (``stagehistory``: the stage moves of ``crm.stagehistory.list``;
+#: ``activity``: ``crm.activity.*``; both written through and journaled like the others).
+TABLE_NAMES = ("lead", "deal", "contact", "company", "task", "stagehistory", "activity")
+#: Tables whose rows are dicts (the others hold tuples).
+_DICT_ROWS = ("task", "activity")
 
 
 class Table:
@@ -290,6 +293,6 @@ class Store:
 
 def _decode(entity: str, data: str) -> Any:
     value = json.loads(data)
-    if entity == "task":
+    if entity in _DICT_ROWS:
         return value
     return tuple(value)

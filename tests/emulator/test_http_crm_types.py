@@ -60,7 +60,8 @@ def test_type_lifecycle(b24_emulator: PortalEmulator) -> None:
     updated = _result(b24_emulator, "crm.type.update", {"id": spa["id"], "fields": {"title": "Buying"}})["type"]
     assert updated["title"] == "Buying" and updated["entityTypeId"] == 1030
     assert _result(b24_emulator, "crm.type.fields")["fields"]["title"]["isRequired"] is True
-    assert _result(b24_emulator, "crm.type.delete", {"id": second["id"]}) is None
+    # crm-type-delete.md: "In case of success, result = []"
+    assert _result(b24_emulator, "crm.type.delete", {"id": second["id"]}) == []
     r = _call(b24_emulator, "crm.type.get", {"id": second["id"]})
     assert r.json()["error"] == 0
 
@@ -103,6 +104,6 @@ def test_items_of_a_smart_process_with_categories_and_stages(b24_emulator: Porta
     assert r.json() == {"error": "BX_ERROR", "error_description": "You cannot delete an entity type that has elements"}
     for item_id in (item["id"], moved["id"]):
         _result(b24_emulator, "crm.item.delete", {"entityTypeId": etid, "id": item_id})
-    assert _result(b24_emulator, "crm.type.delete", {"id": spa["id"]}) is None
+    assert _result(b24_emulator, "crm.type.delete", {"id": spa["id"]}) == []   # crm-type-delete.md
     assert not any(t.startswith(f"DYNAMIC_{etid}_") for t in
                    {t["ID"] for t in _result(b24_emulator, "crm.status.entity.types")})
