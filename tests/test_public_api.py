@@ -50,6 +50,12 @@ def test_the_asset_decorators_are_public_in_the_integration_package() -> None:
     assert names <= set(b24_dagster.integration.__all__)
 
 
+def test_the_replica_factories_are_public_in_the_integration_package() -> None:
+    names = {"build_bitrix24_replica_asset", "build_bitrix24_reference_asset", "build_bitrix24_replica_sensor",
+             "Bitrix24ReplicaConfig"}
+    assert names <= set(b24_dagster.integration.__all__)
+
+
 def test_unknown_attribute_is_an_attribute_error() -> None:
     try:
         b24_dagster.no_such_name  # noqa: B018

@@ -45,6 +45,16 @@ from b24_dagster.integration._export_decorator import (
 )
 from b24_dagster.integration._parquet import ParquetStreamWriter as ParquetStreamWriter
 from b24_dagster.integration._parquet import read_parquet as read_parquet
+from b24_dagster.integration._replica_assets import Bitrix24ReplicaConfig as Bitrix24ReplicaConfig
+from b24_dagster.integration._replica_assets import (
+    build_bitrix24_replica_asset as build_bitrix24_replica_asset,
+)
+from b24_dagster.integration._replica_reference import (
+    build_bitrix24_reference_asset as build_bitrix24_reference_asset,
+)
+from b24_dagster.integration._replica_sensor import (
+    build_bitrix24_replica_sensor as build_bitrix24_replica_sensor,
+)
 from b24_dagster.integration._resource import Bitrix24Plan as Bitrix24Plan
 from b24_dagster.integration._resource import Bitrix24Resource as Bitrix24Resource
 from b24_dagster.integration._resource import portal_env_var as portal_env_var
@@ -67,6 +77,7 @@ __all__ = [
     "Bitrix24BatchInvocation",
     "Bitrix24ExportInvocation",
     "Bitrix24Plan",
+    "Bitrix24ReplicaConfig",
     "Bitrix24Resource",
     "Bitrix24Storage",
     "Bitrix24Translator",
@@ -77,6 +88,9 @@ __all__ = [
     "build_bitrix24_batch_op",
     "build_bitrix24_export_asset",
     "build_bitrix24_export_schedule",
+    "build_bitrix24_reference_asset",
+    "build_bitrix24_replica_asset",
+    "build_bitrix24_replica_sensor",
     "portal_env_var",
     "read_parquet",
 ]

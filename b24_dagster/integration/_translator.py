@@ -21,7 +21,8 @@ class Bitrix24AssetProps:
 
     Attributes:
         name: the factory's `name` (e.g. "deals", "lead_import").
-        kind: "batch" (commands sent in chunks) or "export" (a list method read out).
+        kind: "batch" (commands sent in chunks), "export" (a list method read out) or
+            "replica" (a list method kept as one current-state table).
         method: the REST method, e.g. "crm.lead.add" or "crm.deal.list".
         entity: the CRM entity when known ("deal", "lead", ...), else None.
         key_prefix: the factory's `key_prefix`.
@@ -30,7 +31,7 @@ class Bitrix24AssetProps:
     """
 
     name: str
-    kind: Literal["batch", "export"]
+    kind: Literal["batch", "export", "replica"]
     method: str
     entity: str | None = None
     key_prefix: Sequence[str] = ("bitrix24",)
@@ -77,6 +78,12 @@ class Bitrix24Translator:
 
     def get_description(self, props: Bitrix24AssetProps) -> str:
         """A sentence on what the asset holds."""
+        if props.kind == "replica":
+            return (
+                f"Bitrix24 `{props.method}` kept as one current-state table: deleted records "
+                "marked `_deleted`, records out of the filter `_out_of_scope`, each run reading "
+                "only what changed."
+            )
         if props.kind == "export":
             return (
                 f"Bitrix24 `{props.method}` exported to Parquet (typed columns from the "
