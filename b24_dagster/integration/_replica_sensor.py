@@ -75,13 +75,14 @@ def build_bitrix24_replica_sensor(
 
     @dg.sensor(name=name, asset_selection=selection, minimum_interval_seconds=minimum_interval_seconds,
                default_status=default_status, required_resource_keys={resource_key})  # fmt: skip
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    def _sensor(context: dg.SensorEvaluationContext, **_resources: Any) -> dg.SensorResult:
+        # the resource comes from context.resources (a direct call also passes it by name)
         cursor = json.loads(context.cursor) if context.cursor else {}
         runs, events = [], []
         for portal in portals:
             client = getattr(context.resources, resource_key).get_client(portal)
             calls, spans = [], []
-            for _, key, entity, flt in watched:
+            for _, _key, entity, flt in watched:
                 probe = _probe_calls(entity, flt)
                 spans.append((len(calls), len(probe)))
                 calls += probe
