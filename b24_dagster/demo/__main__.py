@@ -72,7 +72,7 @@ def _demo_command(home: Path, *flags: str) -> str:
     return " ".join([_python(), "-m", "b24_dagster.demo", *home_flag, *flags])
 
 
-def materialize_all(env: dict[str, str], log_path: Path) -> int:
+def materialize_all(env: dict[str, str], log_path: Path, select: str = "*") -> int:
     """`dagster asset materialize -f definitions.py --select '*'`: the pipeline in one run.
 
     The full output goes to `log_path`; the terminal gets the INFO lines of the steps
@@ -81,7 +81,7 @@ def materialize_all(env: dict[str, str], log_path: Path) -> int:
     command = [
         *_dagster_command(), "asset", "materialize",
         "-f", str(DEFINITIONS_FILE),
-        "--select", "*",
+        "--select", select,
     ]  # fmt: skip
     print("+ " + _shown(command, env), flush=True)
     print(f"  (full log: {_display(log_path)})", flush=True)
@@ -152,6 +152,24 @@ def summarize(home: Path, *, local_portal: bool = False) -> str:
     return "\n".join(lines)
 
 
+def replica_act(env: dict[str, str], home: Path) -> int:
+    """The portal changes (a deal deleted, one moved a stage on); the replica and dbt run again."""
+    from b24_dagster.demo._replica_act import REPLICA_SELECTION, change_the_portal, replica_summary
+
+    change = change_the_portal(env["BITRIX24_WEBHOOK_URL"])
+    if change is None:
+        print("The portal has too few open deals to show the replica at work; skipped.")
+        return 0
+    print(f"On the portal: deal {change.deleted} deleted, deal {change.moved} moved from {change.from_stage} "
+          f"to {change.to_stage}. The replica again:", flush=True)
+    status = materialize_all(env, home / "demo-replica-run.log", select=REPLICA_SELECTION)
+    if status != 0:
+        print(f"the replica's run failed (exit status {status})", file=sys.stderr)
+        return status
+    print(replica_summary(data_dir(home), duckdb_path(home), change) + "\n", flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m b24_dagster.demo`; Ctrl-C ends it quietly (status 130)."""
     try:
@@ -199,6 +217,9 @@ def _main(argv: Sequence[str] | None) -> int:
             )
             return status
         print(f"\nThe pipeline ran in {elapsed:.0f} s.\n")
+        status = replica_act(env, home)
+        if status != 0:
+            return status
     print(summarize(home, local_portal=local_portal), flush=True)
 
     if args.ui:

@@ -8,6 +8,9 @@
 - the dbt project in `dbt_examples/` on top of both (staging views, analyst marts).
 - `bitrix24/stale_deal_flags`: a write-back that reads the `stale_deals` mart from DuckDB
   and marks those deals in the portal with `crm.deal.update`.
+- `bitrix24/replica/deals` (with its history and stage moves) and the reference tables: the
+  deals kept as one current-state table, deletions flagged; a sensor (stopped) runs them when
+  the portal changes. dbt names their ids and times each stage (`deal_stage_durations`).
 - the YAML Component instances of `b24_dagster/defs/` (the `crm_sync` exports and import).
 
 Loading this module points the resource at the demo's local portal unless
@@ -33,6 +36,9 @@ from b24_dagster.integration import (
     build_bitrix24_batch_asset,
     build_bitrix24_export_asset,
     build_bitrix24_export_schedule,
+    build_bitrix24_reference_asset,
+    build_bitrix24_replica_asset,
+    build_bitrix24_replica_sensor,
 )
 
 LEADS_CSV = Path(__file__).parent / "data" / "leads.csv"
@@ -131,17 +137,20 @@ def build_definitions(home: Path | None = None) -> dg.Definitions:
         entity="deal",
         translator=_DependsOnMart(),
     )
+    deal_replica = build_bitrix24_replica_asset(entity="deal", select=DEAL_COLUMNS, history=True)
+    reference = build_bitrix24_reference_asset()
     project = load_dbt_project()
     dbt_models = _dbt_assets(project)
 
     python_defs = dg.Definitions(
-        assets=[lead_import, deals, dbt_models, stale_deal_flags],
+        assets=[lead_import, deals, dbt_models, stale_deal_flags, deal_replica, reference],
         schedules=[build_bitrix24_export_schedule(deals, cron_schedule="0 3 * * *")],
+        sensors=[build_bitrix24_replica_sensor([deal_replica], reference=reference)],
         jobs=[
             dg.define_asset_job(
                 "demo_pipeline",
                 selection=dg.AssetSelection.assets(
-                    lead_import, deals, dbt_models, stale_deal_flags
+                    lead_import, deals, dbt_models, stale_deal_flags, deal_replica, reference
                 ),
                 description="Import the leads, export the deals, build dbt, write back.",
             )

@@ -59,6 +59,12 @@ class Bitrix24ReplicaConfig(dg.Config):
         description="Read every record again instead of the ones modified since the last run "
                     "(deletions and records out of the filter are still found and marked).",
     )
+    sweep: bool = Field(
+        default=False,
+        description="Find what disappeared by reading every id (one request per 2,500) instead of "
+                    "by counts of id ranges: it also sees a deletion that a record restored without "
+                    "modification offsets in the same range (e.g. a weekly run).",
+    )
 
 
 def _sibling(key: dg.AssetKey, suffix: str) -> dg.AssetKey:
@@ -169,7 +175,7 @@ def build_bitrix24_replica_asset(
                         wait_seconds=lock_wait_seconds)  # fmt: skip
         try:
             with lock:
-                outcome = ReplicaRun(client, spec, paths, full_refresh=config.full_refresh,
+                outcome = ReplicaRun(client, spec, paths, full_refresh=config.full_refresh, sweep=config.sweep,
                                      log=context.log.info).execute()  # fmt: skip
         except dg.Failure:
             raise

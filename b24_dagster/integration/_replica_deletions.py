@@ -19,6 +19,12 @@ sweep is cheaper and is used (also on request: `deletions="sweep"`).
 
 Nothing here decides that a record is deleted: a candidate is only an id the range reads did
 not show; the run looks each one up (`_replica_calls.lookup`) before marking it.
+
+The limit of counts: in one id range, a deletion and a record the portal shows that the
+replica lacks cancel out. The second arises only from a record that reappears without being
+modified (a restore from the recycle bin keeps its modification time, a user gaining access);
+neither is invented, both stay unseen until a sweep (`deletions="sweep"`, or one run with
+`sweep: true` in its config, e.g. weekly) or a `full_refresh`.
 """
 
 from __future__ import annotations
@@ -92,12 +98,17 @@ class DeletionFinder:
         `portal_total` (the probe's)."""
         if max_id is None:   # the portal shows nothing: everything live is gone
             return Differences(self.live.copy(), np.empty(0, np.int64), "none", 0)
+        # live ids above the highest the portal shows are not shown (the newest records deleted,
+        # or ones created since the probe: the lookups tell them apart)
+        above = self.live[self.live > max_id]
         replica = self._replica_count(1, max_id)
-        if replica == portal_total:
-            return Differences(np.empty(0, np.int64), np.empty(0, np.int64), "none", 0)
         if strategy == "sweep" or abs(replica - portal_total) * SWEEP_RATIO > max(replica, 1):
-            return self._sweep(max_id)
-        return self._counts(_Range(1, max_id, replica, portal_total))
+            found = self._sweep(max_id)
+        elif replica == portal_total:
+            found = Differences(np.empty(0, np.int64), np.empty(0, np.int64), "none", 0)
+        else:
+            found = self._counts(_Range(1, max_id, replica, portal_total))
+        return Differences(np.union1d(found.missing, above), found.unknown, found.method, found.commands)
 
     def _sweep(self, max_id: int) -> Differences:
         e = self.entity

@@ -56,6 +56,7 @@ from b24_dagster.integration._typing import ColumnTyper, columns_for, normalize_
 __all__ = ["ReplicaOutcome", "ReplicaPaths", "ReplicaRun", "ReplicaSpec"]
 
 FORMAT = 1
+ROWS_PER_GROUP = 10_000
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,15 @@ class ReplicaRun:
         spec: the replica.
         paths: its files.
         full_refresh: read every record again (disappeared ones are still found and marked).
+        sweep: find what disappeared by reading every id, whatever `spec.deletions` says.
         log: where progress lines go (a logger's `info`).
     """
 
     def __init__(self, client: Any, spec: ReplicaSpec, paths: ReplicaPaths, *, full_refresh: bool = False,
-                 log: Callable[[str], None] | None = None) -> None:
+                 sweep: bool = False, log: Callable[[str], None] | None = None) -> None:
         self.client, self.spec, self.paths, self.e = client, spec, paths, spec.entity
         self.full_refresh = full_refresh
+        self.strategy = "sweep" if sweep else spec.deletions
         self.log = log or (lambda _: None)
         self.requests: dict[str, int] = {}
         self.meta: dict[str, Any] = {}
@@ -161,7 +164,7 @@ class ReplicaRun:
                 self.meta["rebuilt"] = True
                 state = None
         found: Probe = self._step("probe", lambda: probe(self.client, e, spec.filter))
-        if state is not None and not self.full_refresh and self._unchanged(state, found):
+        if state is not None and not self.full_refresh and self.strategy != "sweep" and self._unchanged(state, found):
             self.schema = state["_schema"]
             self.meta.update(mode="unchanged", hwm=state["hwm"], version=state.get("version", ""),
                              **self._totals(*read_status(self.paths.current, e.id_field)))
@@ -197,6 +200,7 @@ class ReplicaRun:
         state = self._new_state(found)
         writer: ParquetStreamWriter | None = None
         kept: list[pa.Table] = []
+        buffer: list[dict[str, Any]] = []
         rows = 0
         try:
             for page in self._pages("changes", self._params(spec.filter)):
@@ -204,14 +208,14 @@ class ReplicaRun:
                     typer = ColumnTyper(self.descriptions, columns_for(spec.request_select(), page, self.descriptions),
                                         types)
                     writer = self._open(typer.schema, state)
-                table = self._typed(typer, page, now)
-                writer.write(table)
-                rows += table.num_rows
-                if spec.history:
-                    kept.append(table)
+                buffer.extend(page)   # pages come in id order, each id once: row groups of ROWS_PER_GROUP
+                if len(buffer) >= ROWS_PER_GROUP:
+                    rows += self._flush(writer, typer, buffer, now, kept if spec.history else None)
+                    buffer = []
             if writer is None:   # nothing to read: the columns the portal describes
                 typer = ColumnTyper(self.descriptions, columns_for(spec.request_select(), [], self.descriptions), types)
                 writer = self._open(typer.schema, state)
+            rows += self._flush(writer, typer, buffer, now, kept if spec.history else None)
             patch = pa.concat_tables(kept) if kept else writer.schema.empty_table()
             self._histories(now, typer.schema, patch, np.empty(0, np.int64))
             writer.close()
@@ -223,6 +227,17 @@ class ReplicaRun:
         self.meta.update(mode="full", changed=rows, new_deletions=0, new_out_of_scope=0,
                          **self._totals(np.zeros(rows, np.int64), np.zeros(rows, bool), np.zeros(rows, bool)))
         self._done(state)
+
+    def _flush(self, writer: ParquetStreamWriter, typer: ColumnTyper, rows: list[dict[str, Any]], now: datetime,
+               kept: list[pa.Table] | None) -> int:
+        """Type `rows` and write them as one row group (kept too, for the history)."""
+        if not rows:
+            return 0
+        table = self._typed(typer, rows, now)
+        writer.write(table)
+        if kept is not None:
+            kept.append(table)
+        return table.num_rows
 
     def _open(self, data: pa.Schema, state: Mapping[str, Any]) -> ParquetStreamWriter:
         """The new current file's writer (the replaced file kept as a version first)."""
@@ -252,7 +267,7 @@ class ReplicaRun:
             diff = Differences(np.setdiff1d(live, changed), np.empty(0, np.int64), "full", 0)
         else:
             finder = DeletionFinder(self.client, e, spec.filter, live)
-            diff = self._step("deletions", lambda: finder.find(found.max_id, found.total, strategy=spec.deletions))
+            diff = self._step("deletions", lambda: finder.find(found.max_id, found.total, strategy=self.strategy))
         recheck = np.setdiff1d(ids[oos & ~deleted], changed)
         patch, gone = self._settle(typer, changes, diff, recheck, now)
         self.schema = schema

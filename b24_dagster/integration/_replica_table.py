@@ -75,11 +75,13 @@ def system_columns_for(rows: int, *, deleted: bool = False, out_of_scope: bool |
                        synced_at: datetime | None = None) -> dict[str, pa.Array]:
     """The system columns of `rows` fetched rows (live, or out of scope where the mask says)."""
     oos = np.asarray(out_of_scope) if isinstance(out_of_scope, np.ndarray) else np.full(rows, out_of_scope)
+    stamp = pa.nulls(rows, TIMESTAMP) if synced_at is None else pa.array(
+        np.full(rows, int(synced_at.timestamp() * 1_000_000), dtype=np.int64)).cast(TIMESTAMP)
     return {
         DELETED: pa.array(np.full(rows, deleted), pa.bool_()),
         DELETED_AT: pa.nulls(rows, TIMESTAMP),
         OUT_OF_SCOPE: pa.array(oos, pa.bool_()),
-        SYNCED_AT: pa.array([synced_at] * rows, TIMESTAMP),
+        SYNCED_AT: stamp,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -84,6 +85,24 @@ def test_demo_command_runs_the_whole_pipeline(b24_emulator: Any, tmp_path: Path)
         texts = dict(con.execute("select error_reason, error_category from import_failures_by_error_code").fetchall())
     assert set(texts.values()) == set(REFUSED.values()) and len(texts) == 3
     assert stale  # seeded deals date from 2024: every open one is stale
+
+    # The second act: a deal deleted and one moved on the portal; the replica and dbt show both.
+    said = re.search(r"On the portal: deal (\d+) deleted, deal (\d+) moved from (\w+) to (\w+)", out)
+    assert said, out[-3000:]
+    deleted, moved, to_stage = int(said.group(1)), int(said.group(2)), said.group(4)
+    assert deleted == SEEDED_DEALS   # the newest deal
+    replica = {r["ID"]: r for r in pq.read_table(data / "bitrix24" / "replica" / "deals.parquet").to_pylist()}
+    assert replica[deleted]["_deleted"] and replica[moved]["STAGE_ID"] == to_stage
+    assert sum(r["_deleted"] for r in replica.values()) == 1
+    with duckdb.connect(str(duckdb_file), read_only=True) as con:
+        assert con.execute("select deal_id from deleted_deals").fetchall() == [(deleted,)]
+        current = con.execute("select stage_id from deal_stage_durations where deal_id = ? and is_current_stage",
+                              [moved]).fetchall()
+        named = con.execute("select stage_name from stg_replica_deals where deal_id = ?", [moved]).fetchone()
+        live = con.execute("select count(*) from stg_replica_deals").fetchone()
+    assert current == [(to_stage,)] and named is not None and named[0]   # the stage's name, joined
+    assert live == (SEEDED_DEALS - 1,)
+    assert f"deal {deleted} _deleted=True" in out
 
     # The write-back flagged exactly the stale deals in the portal.
     flags = pq.read_table(data / "bitrix24" / "stale_deal_flags.parquet").to_pandas()

