@@ -82,10 +82,13 @@ def run_benchmark(deals: int, changed: float, deleted: int, *, deletions: str = 
             calls += [("crm.deal.delete", {"id": i}) for i in gone]
             _, requests, seconds = _timed(client, lambda: client.batch_by_chunk(calls).run())
             out["changes_made"] = {"requests": requests, "seconds": round(seconds, 2)}
+            commands = emu.portal.stats["commands"]
             meta, requests, seconds = _timed(client, lambda: ReplicaRun(client, spec, paths).execute().metadata)
             steps = {k[len("requests_"):]: v for k, v in meta.items() if k.startswith("requests_")}
+            timing = {k[len("seconds_"):]: v for k, v in meta.items() if k.startswith("seconds_")}
             out["replica_incremental_run"] = {
                 "requests": requests, "requests_by_step": steps, "seconds": round(seconds, 2),
+                "seconds_by_step": timing, "commands": emu.portal.stats["commands"] - commands,
                 "standard_plan_seconds": standard_plan_seconds(requests), "rows_read": meta["changed"],
                 "deletion_check": meta.get("deletion_check"), "deletion_commands": meta.get("deletion_commands"),
                 "new_deletions": meta["new_deletions"], "goal_requests": GOAL_REQUESTS}
@@ -114,7 +117,9 @@ def markdown(result: dict[str, Any]) -> str:
              "| run | requests | wall time here (s) | standard plan (s) |", "|---|---:|---:|---:|"]
     lines += [f"| {name} | {r['requests']} | {r['seconds']} | {r['standard_plan_seconds']:.0f} |" for name, r in rows]
     inc = result["replica_incremental_run"]
-    lines += ["", f"incremental run by step: {inc['requests_by_step']} (goal: at most {inc['goal_requests']})",
+    lines += ["", f"incremental run by step: {inc['requests_by_step']} (goal: at most {inc['goal_requests']}); "
+              f"{inc['commands']} commands ({inc['deletion_commands']} to find the deletions)",
+              f"seconds by step (waiting for the portal; `local`: this process's own work): {inc['seconds_by_step']}",
               f"verified: {result['verified']}"]
     return "\n".join(lines)
 

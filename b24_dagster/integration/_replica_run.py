@@ -127,6 +127,7 @@ class ReplicaRun:
         self.strategy = "sweep" if sweep else spec.deletions
         self.log = log or (lambda _: None)
         self.requests: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
         self.meta: dict[str, Any] = {}
         self.descriptions: Mapping[str, Any] = {}
         self.schema: pa.Schema | None = None
@@ -136,20 +137,31 @@ class ReplicaRun:
     def _count(self) -> int:
         return int(self.client.stats.requests)
 
+    def _tally(self, name: str, requests: int, seconds: float) -> None:
+        self.requests[name] = self.requests.get(name, 0) + requests
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
     def _step(self, name: str, fn: Callable[[], Any]) -> Any:
-        before = self._count()
+        before, started = self._count(), time.monotonic()
         try:
             return fn()
         finally:
-            self.requests[name] = self.requests.get(name, 0) + self._count() - before
+            self._tally(name, self._count() - before, time.monotonic() - started)
 
     def _pages(self, name: str, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        """The list export's pages, its requests counted under `name`."""
-        before = self._count()
+        """The list export's pages, its requests (and the time waiting for them) under `name`."""
+        before, waited = self._count(), 0.0
+        pages = iter(self.client.iter_list(self.e.method, dict(params), api_version=2))
         try:
-            yield from self.client.iter_list(self.e.method, dict(params), api_version=2)
+            while True:
+                started = time.monotonic()
+                page = next(pages, None)
+                waited += time.monotonic() - started
+                if page is None:
+                    return
+                yield page
         finally:
-            self.requests[name] = self.requests.get(name, 0) + self._count() - before
+            self._tally(name, self._count() - before, waited)
 
     def execute(self) -> ReplicaOutcome:
         """Run the replica once (see the module docstring)."""
@@ -173,9 +185,12 @@ class ReplicaRun:
             self._first(found)
         else:
             self._incremental(state, found)
+        elapsed = time.monotonic() - started
         self.meta.update(requests=sum(self.requests.values()),
                          **{f"requests_{k}": v for k, v in sorted(self.requests.items())},
-                         duration_seconds=round(time.monotonic() - started, 3), portal_time=found.now.isoformat())
+                         **{f"seconds_{k}": round(v, 3) for k, v in sorted(self.seconds.items())},
+                         seconds_local=round(elapsed - sum(self.seconds.values()), 3),
+                         duration_seconds=round(elapsed, 3), portal_time=found.now.isoformat())
         assert self.schema is not None
         return ReplicaOutcome(self.meta, self.schema, self.descriptions)
 
