@@ -82,9 +82,10 @@ class ReplicaSpec:
         return chosen
 
     def scope(self) -> str:
-        """A digest of what decides the rows: a change of it rebuilds the replica."""
+        """A digest of what decides the rows and their types: a change of it rebuilds the replica."""
         e = self.entity
-        text = json.dumps([e.method, dict(e.params), dict(self.filter), self.request_select()],
+        types = {k: str(v) for k, v in (self.column_types or {}).items()}
+        text = json.dumps([e.method, dict(e.params), dict(self.filter), self.request_select(), types],
                           sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
