@@ -35,7 +35,9 @@ def test_stage_history_records_creations_and_every_kind_of_move(b24_emulator: Po
     _result(b24_emulator, "crm.deal.update", {"id": deal, "fields": {"TITLE": "no move"}})
     _result(b24_emulator, "crm.item.update", {"entityTypeId": 2, "id": deal, "fields": {"stageId": "WON"}})
     category = _result(b24_emulator, "crm.category.add", {"entityTypeId": 2, "fields": {"name": "Second"}})
-    _result(b24_emulator, "crm.deal.update", {"id": deal, "fields": {"CATEGORY_ID": category["category"]["id"]}})
+    # CATEGORY_ID is immutable in crm.deal.update (crm-deal-fields.md); crm.item.update moves a deal
+    _result(b24_emulator, "crm.item.update", {"entityTypeId": 2, "id": deal,
+                                              "fields": {"categoryId": category["category"]["id"]}})
     answer = _call(b24_emulator, "crm.stagehistory.list",
                    {"entityTypeId": 2, "order": {"ID": "ASC"}, "filter": {"OWNER_ID": deal}}).json()
     moves = answer["result"]["items"]
