@@ -19,6 +19,8 @@ from b24_dagster.integration import (
     Bitrix24Resource,
     Bitrix24Storage,
     build_bitrix24_export_asset,
+    build_bitrix24_reference_asset,
+    build_bitrix24_replica_asset,
 )
 from tests.integration.test_batch_asset import import_assets, leads
 
@@ -57,8 +59,9 @@ def test_webhook_code_is_nowhere_after_a_run_with_failures_and_retries(
     try:
         with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
             deals = build_bitrix24_export_asset(name="deals", method="crm.deal.list")
+            replica = build_bitrix24_replica_asset(entity="deal", history=True)   # and the replica's files
             result = dg.materialize(
-                [*import_assets(leads(240, bad_every=8)), deals],
+                [*import_assets(leads(240, bad_every=8)), deals, replica, build_bitrix24_reference_asset()],
                 instance=instance,
                 raise_on_error=False,
                 resources={
