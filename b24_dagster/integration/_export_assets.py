@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from b24_dagster.integration._downstream import ExportAndDownstream
 from b24_dagster.integration._export_decorator import (
     Bitrix24ExportInvocation,
     bitrix24_export_assets,
@@ -153,16 +154,24 @@ def build_bitrix24_export_schedule(
     hour_of_day: int = 3,
     minute_of_hour: int = 0,
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
+    downstream: bool = True,
 ) -> dg.ScheduleDefinition:
     """A schedule for an export asset: yesterday's partition daily (incremental), or the
     whole export on `cron_schedule` (full). Multi-portal: one run per portal, tagged
     `bitrix24/portal=<portal>` so that `run_queue.tag_concurrency_limits` can allow one at a
     time per portal.
+
+    With `downstream` (the default) each run also materializes, after the export, the assets
+    downstream of it that can share its runs: those with the export's partitions definition,
+    and unpartitioned ones unless the schedule emits one run per portal (`_downstream.py`).
+    `downstream=False` runs the export alone.
     """
     key = asset.key
     base = name or "_".join(key.path)
-    job = dg.define_asset_job(f"{base}_job", selection=[key])
     pdef = asset.partitions_def
+    fan_out = pdef is not None and not isinstance(pdef, dg.TimeWindowPartitionsDefinition)
+    selection = ExportAndDownstream(key=key, one_run_per_tick=not fan_out) if downstream else [key]
+    job = dg.define_asset_job(f"{base}_job", selection=selection)
     if pdef is None:
         return dg.ScheduleDefinition(
             name=f"{base}_schedule", job=job, cron_schedule=cron_schedule, default_status=default_status
