@@ -83,24 +83,39 @@ def _resource(webhook_env: str, plan: Plan | None) -> Bitrix24Resource:
 
 
 @functools.cache
-def _storage() -> Bitrix24Storage:
-    return Bitrix24Storage()
+def _storage(base_path: str | None) -> Bitrix24Storage:
+    return Bitrix24Storage(base_path=base_path)
 
 
 def shared_resources(
     webhook_env: str = "BITRIX24_WEBHOOK_URL",
     plan: Plan | None = None,
     *,
+    base_path: str | None = None,
     resource_key: str = "bitrix24",
     storage_key: str = "bitrix24_storage",
 ) -> dict[str, Any]:
-    """The Bitrix24 resources, as the same objects on every call.
+    """The Bitrix24 resources, as the same objects on every call with the same arguments.
 
-    `Definitions.merge` accepts one resource key from two sources only when both hold the
-    very same object, so a component instance and Python definitions that both use the
-    `bitrix24` key must get it from here.
+    `Definitions.merge` (and so `dg.load_from_defs_folder`, which merges every Component and
+    module of the defs folder) accepts one resource key from two sources only when both hold
+    the very same object. Python definitions that declare the keys a Component instance also
+    provides must take them from here, with the instance's `webhook_url` variable, `plan` and
+    `base_path`; a `Bitrix24Resource(...)` made by hand under the same key is refused
+    ("different resources with same key 'bitrix24'").
+
+    Args:
+        webhook_env: The environment variable holding the webhook URL (read when a run starts).
+        plan: The portal's plan (`standard`, `enterprise`, `on_premise`), for the client's pace.
+        base_path: Where the Parquet files go (a path or an fsspec URL such as
+            `s3://bucket/prefix`); None: `$B24_DAGSTER_BASE`, else `./data`.
+        resource_key: The key of the `Bitrix24Resource`.
+        storage_key: The key of the `Bitrix24Storage`.
+
+    Returns:
+        `{resource_key: Bitrix24Resource, storage_key: Bitrix24Storage}`.
     """
-    return {resource_key: _resource(webhook_env, plan), storage_key: _storage()}
+    return {resource_key: _resource(webhook_env, plan), storage_key: _storage(base_path)}
 
 
 def _webhook_env(context: dg.ResolutionContext | None, value: Any) -> str:
@@ -382,6 +397,14 @@ class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
     storage_key: Annotated[
         str, dg.Resolver.default(description="The resource key of the Bitrix24Storage.")
     ] = "bitrix24_storage"
+    base_path: Annotated[
+        str | None,
+        dg.Resolver.default(
+            description="Where the Parquet files go: a path or an fsspec URL (s3://bucket/prefix); default "
+            "$B24_DAGSTER_BASE, else ./data. Python definitions that share the resources pass the same "
+            "value to shared_resources(base_path=...)."
+        ),
+    ] = None
     exports: Annotated[
         list[Bitrix24Export], dg.Resolver.default(description="List methods exported to Parquet.")
     ] = []
@@ -532,6 +555,7 @@ class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
         resources = shared_resources(
             self.webhook_env,
             self.plan,
+            base_path=self.base_path,
             resource_key=self.resource_key,
             storage_key=self.storage_key,
         )
@@ -615,6 +639,8 @@ attributes:
   webhook_url: "{{ env.BITRIX24_WEBHOOK_URL }}"
   key_prefix: [bitrix24, <name>]
   # plan: standard            # standard (2 req/s), enterprise (5 req/s), on_premise (no limit)
+  # base_path: /srv/crm/data  # the Parquet files (default $B24_DAGSTER_BASE, else ./data); Python
+  #                           # definitions sharing the resources: shared_resources(base_path=...)
 
   exports:
     - name: deals
