@@ -7,7 +7,6 @@ and its ``"str"`` means plain Python ``str`` conversion (``None`` becomes ``"Non
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["PANDAS_MAJOR", "snapshot", "string_dtype"]
@@ -28,8 +27,7 @@ def snapshot(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def string_dtype() -> pd.StringDtype:
-    """pandas 3's default ``str`` dtype (pyarrow storage, NaN for missing) on 2.2 and 3.x."""
-    try:
-        return pd.StringDtype("pyarrow", na_value=np.nan)  # pandas >= 2.3; "str" in 3.x
-    except TypeError:
-        return pd.StringDtype("pyarrow_numpy")  # pandas 2.2's name for the same dtype
+    """The nullable ``string`` dtype (pyarrow storage, ``pd.NA`` for missing): one dtype with
+    one name on 2.2 and 3.x. pandas 3's default ``str`` (NaN for missing) has no name of its
+    own on 2.2, where the same storage prints as ``string``."""
+    return pd.StringDtype("pyarrow")

@@ -9,8 +9,8 @@ import pyarrow.compute as pc
 from b24_dagster.frames._compat import string_dtype
 from b24_dagster.frames._values import key_strings
 
-__all__ = ["FAILED_STATUSES", "STATUSES", "attach_keys", "failed_rows", "results_to_frame",
-           "table_to_frame"]
+__all__ = ["FAILED_STATUSES", "STATUSES", "STATUS_DTYPE", "attach_keys", "failed_rows",
+           "results_to_frame", "table_to_frame"]
 
 #: Every command status of the results contract, in order.
 STATUSES = ("ok", "error", "not_run", "unknown")
@@ -39,24 +39,29 @@ def attach_keys(table: pa.Table, keys: pa.Array | None, key_name: str | None) ->
                                keys.take(index.cast(pa.int64())))
 
 
-def _types_mapper(table: pa.Table) -> dict[pa.DataType, object]:
-    # Text is pandas 3's str dtype on 2.2 as well; integer columns with nulls (total, next)
-    # become nullable Int64 instead of float64, booleans with nulls nullable boolean.
-    mapper: dict[pa.DataType, object] = {pa.string(): string_dtype(),
-                                         pa.large_string(): string_dtype()}
-    if any(pa.types.is_integer(c.type) and c.null_count for c in table.columns):
-        mapper.update({pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()})
-    if any(pa.types.is_boolean(c.type) and c.null_count for c in table.columns):
-        mapper[pa.bool_()] = pd.BooleanDtype()
-    return mapper
+#: The pandas dtype of each Arrow type (`table_to_frame`): nullable dtypes, so that a column's
+#: dtype follows its type alone, never whether a run's values happen to have a null.
+_NULLABLE: dict[pa.DataType, object] = {
+    pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(), pa.bool_(): pd.BooleanDtype(),
+    pa.float32(): pd.Float32Dtype(), pa.float64(): pd.Float64Dtype(),
+    pa.string(): string_dtype(), pa.large_string(): string_dtype(),
+}  # fmt: skip
+#: The dtype of a results table's `status`: a categorical of every status, in order.
+STATUS_DTYPE = pd.CategoricalDtype(pd.Index(STATUSES, dtype=string_dtype()))
 
 
 def table_to_frame(table: pa.Table) -> pd.DataFrame:
-    """Any Arrow table (an export, say) as a DataFrame, alike on pandas 2.2 and 3.x.
+    """Any Arrow table (an export, say) as a DataFrame, with the same dtypes in every run and
+    on pandas 2.2 and 3.x alike.
 
-    Text uses the ``str`` dtype; integer and boolean columns stay numpy ``int64``/``bool``
-    unless they have nulls, then nullable ``Int64``/``boolean`` (never float64 or object);
-    timestamps keep their time zone.
+    A column's dtype follows its Arrow type alone (never its values, so a run with nulls and a
+    run without give the same frame): integers the nullable ``Int8`` ... ``Int64`` /
+    ``UInt8`` ... ``UInt64`` of the same width, booleans ``boolean``, floats ``Float32`` /
+    ``Float64``, text ``string`` (pyarrow storage); missing values are ``pd.NA`` in all of
+    them. Timestamps are ``datetime64[<unit>, <tz>]`` (``NaT``), dates ``datetime.date``
+    objects, other types as pyarrow converts them.
 
     Args:
         table: The table (e.g. a Parquet file read with pyarrow).
@@ -64,26 +69,16 @@ def table_to_frame(table: pa.Table) -> pd.DataFrame:
     Returns:
         One row per table row, with a default index.
     """
-    mapper = _types_mapper(table)
-    df = table.to_pandas(types_mapper=mapper.get)
-    for column in table.column_names:
-        kind = table.schema.field(column).type
-        if column not in df or table.column(column).null_count:
-            continue
-        if pa.types.is_integer(kind):
-            df[column] = df[column].astype(kind.to_pandas_dtype())
-        elif pa.types.is_boolean(kind):
-            df[column] = df[column].astype(bool)
-    return df
+    return table.to_pandas(types_mapper=_NULLABLE.get)
 
 
 def results_to_frame(table: pa.Table) -> pd.DataFrame:
-    """A results table as a DataFrame with dtypes that suit it.
+    """A results table as a DataFrame, with the same dtypes in every run.
 
-    Integer columns stay integers (nullable ``Int64``/``Int32`` when a column has nulls,
-    such as ``total`` and ``next`` outside list commands), strings use pandas' string dtype,
-    ``status`` is a categorical of ``ok``/``error``/``not_run``/``unknown`` (so counts show
-    every status), and ``result`` stays JSON text. Key columns added by
+    The dtypes of :func:`table_to_frame` (``command_index`` ``Int64``, ``chunk_index``
+    ``Int32``, text ``string``, whether or not a run had failures), and ``status`` a
+    categorical of ``ok``/``error``/``not_run``/``unknown`` (:data:`STATUS_DTYPE`, so counts
+    show every status); ``result`` stays JSON text. Key columns added by
     :meth:`CommandSet.with_results` come along.
 
     Args:
@@ -94,7 +89,7 @@ def results_to_frame(table: pa.Table) -> pd.DataFrame:
     """
     df = table_to_frame(table)
     if "status" in df.columns:
-        df["status"] = pd.Categorical(df["status"], categories=list(STATUSES))
+        df["status"] = df["status"].astype(STATUS_DTYPE)
     return df
 
 

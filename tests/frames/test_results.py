@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from b24_dagster.frames import commands_from_frame, failed_rows, results_to_frame
+from b24_dagster.frames._results import STATUS_DTYPE
 
 SCHEMA = pa.schema([
     ("command_index", pa.int64()), ("command_key", pa.string()), ("method", pa.string()),
@@ -81,13 +82,13 @@ def test_results_to_frame_dtypes(source: pd.DataFrame) -> None:
     cs = commands_from_frame(source, "crm.lead.add", key_column="sid")
     df = results_to_frame(cs.with_results(results(["ok", "error", "ok", "not_run", "unknown"])))
     assert len(df) == 5
-    assert df["command_index"].dtype == np.int64
-    assert df["chunk_index"].dtype == np.int32
+    # Nullable dtypes whether or not a column has nulls: the same in every run.
+    assert str(df["command_index"].dtype) == "Int64" and str(df["chunk_index"].dtype) == "Int32"
     assert str(df["total"].dtype) == "Int64" and df["total"].isna().all()
-    assert isinstance(df["status"].dtype, pd.CategoricalDtype)
+    assert isinstance(df["status"].dtype, pd.CategoricalDtype) and df["status"].dtype == STATUS_DTYPE
     assert list(df["status"].cat.categories) == ["ok", "error", "not_run", "unknown"]
     assert df["status"].value_counts()["unknown"] == 1
-    assert pd.api.types.is_string_dtype(df["error_code"].dtype)
+    assert str(df["error_code"].dtype) == "string" and df["error_code"].dtype.na_value is pd.NA
     assert df["result"].iloc[0] == "100" and pd.isna(df["result"].iloc[1])
     assert df["sid"].tolist() == ["10", "11", "12", "13", "14"]
 
@@ -152,12 +153,16 @@ def test_table_to_frame_gives_the_same_dtypes_on_pandas_2_and_3() -> None:
         "TITLE": pa.array(["a", None, "c"], pa.string()),
         "OPENED": pa.array([True, False, True]),
         "CLOSED": pa.array([True, None, False]),
+        "OPPORTUNITY": pa.array([1.5, None, 2.0]),
         "DATE_MODIFY": pa.array([dt.datetime(2024, 1, 1, tzinfo=dt.UTC)] * 3, pa.timestamp("us", "UTC")),
+        "SMALL": pa.array([1, 2, 3], pa.int32()),
     })  # fmt: skip
     df = table_to_frame(table)
-    assert str(df["ID"].dtype) == "int64" and str(df["COMPANY_ID"].dtype) == "Int64"
-    assert isinstance(df["TITLE"].dtype, pd.StringDtype) and df["TITLE"].dtype.na_value is np.nan
+    # By type alone: a column without nulls gets the dtype of one with them.
+    assert df.dtypes.astype(str).to_dict() == {
+        "ID": "Int64", "COMPANY_ID": "Int64", "TITLE": "string", "OPENED": "boolean", "CLOSED": "boolean",
+        "OPPORTUNITY": "Float64", "DATE_MODIFY": "datetime64[us, UTC]", "SMALL": "Int32"}  # fmt: skip
+    assert df["TITLE"].dtype.na_value is pd.NA and df["TITLE"].dtype.storage == "pyarrow"
     assert pd.isna(df["TITLE"].iloc[1]) and df["TITLE"].iloc[2] == "c"
-    assert str(df["OPENED"].dtype) == "bool" and str(df["CLOSED"].dtype) == "boolean"
-    assert str(df["DATE_MODIFY"].dtype).startswith("datetime64[") and "UTC" in str(df["DATE_MODIFY"].dtype)
+    assert df["CLOSED"].isna().tolist() == [False, True, False] and df["OPENED"].tolist() == [True, False, True]
     assert df["COMPANY_ID"].tolist()[0] == 7 and df["COMPANY_ID"].isna().tolist() == [False, True, False]
