@@ -11,8 +11,9 @@ A downstream asset then takes one with a plain `AssetIn`:
 The value's form follows the input's `metadata={"format": ...}`, else its type annotation:
 
     pandas   (default) a DataFrame: `frames.results_to_frame` for batch results (status a
-             categorical), `frames.table_to_frame` for exports; the same dtypes on pandas 2.2
-             and 3.x
+             categorical), `frames.table_to_frame` for exports; each column's dtype follows
+             its Arrow type alone (nullable dtypes), so it is the same in every run and on
+             pandas 2.2 and 3.x
     arrow    a `pyarrow.Table` (annotation `pa.Table`)
     dataset  a `pyarrow.dataset.Dataset`: nothing is read until asked (annotation
              `pyarrow.dataset.Dataset`); one dataset over every partition loaded
