@@ -107,8 +107,9 @@ def shared_resources(
     Args:
         webhook_env: The environment variable holding the webhook URL (read when a run starts).
         plan: The portal's plan (`standard`, `enterprise`, `on_premise`), for the client's pace.
-        base_path: Where the Parquet files go (a path or an fsspec URL such as
-            `s3://bucket/prefix`); None: `$B24_DAGSTER_BASE`, else `./data`.
+        base_path: Where the Parquet files go: an absolute path or an fsspec URL such as
+            `s3://bucket/prefix`; None: `$B24_DAGSTER_BASE`, else the Dagster instance's
+            storage (`$DAGSTER_HOME/storage/bitrix24`).
         resource_key: The key of the `Bitrix24Resource`.
         storage_key: The key of the `Bitrix24Storage`.
 
@@ -400,9 +401,9 @@ class Bitrix24Component(StateBackedComponent, dg.Model, dg.Resolvable):
     base_path: Annotated[
         str | None,
         dg.Resolver.default(
-            description="Where the Parquet files go: a path or an fsspec URL (s3://bucket/prefix); default "
-            "$B24_DAGSTER_BASE, else ./data. Python definitions that share the resources pass the same "
-            "value to shared_resources(base_path=...)."
+            description="Where the Parquet files go: an absolute path or an fsspec URL (s3://bucket/prefix); "
+            "default $B24_DAGSTER_BASE, else $DAGSTER_HOME/storage/bitrix24. Python definitions that share the "
+            "resources pass the same value to shared_resources(base_path=...)."
         ),
     ] = None
     exports: Annotated[
@@ -639,8 +640,8 @@ attributes:
   webhook_url: "{{ env.BITRIX24_WEBHOOK_URL }}"
   key_prefix: [bitrix24, <name>]
   # plan: standard            # standard (2 req/s), enterprise (5 req/s), on_premise (no limit)
-  # base_path: /srv/crm/data  # the Parquet files (default $B24_DAGSTER_BASE, else ./data); Python
-  #                           # definitions sharing the resources: shared_resources(base_path=...)
+  # base_path: /srv/crm/data  # the Parquet files (default $B24_DAGSTER_BASE, else $DAGSTER_HOME/storage/
+  #                           # bitrix24); Python definitions sharing the resources: shared_resources(base_path=...)
 
   exports:
     - name: deals
