@@ -39,6 +39,9 @@ INSTANCE_FOLDER = "bitrix24"
 """The folder of the default base under the Dagster instance's storage directory."""
 
 
+_TEMPORARY_HOME = ".tmp_dagster_home_"  # dagster._cli.utils.TMP_DAGSTER_HOME_PREFIX
+
+
 class BaseLocationError(ValueError):
     """The base location is relative, or unset where no Dagster instance can hold it."""
 
@@ -105,7 +108,12 @@ class Bitrix24Storage(dg.ConfigurableIOManager):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Remember the instance's storage directory: the base when none is given."""
         instance = context.instance
-        if instance is not None and not instance.is_ephemeral:
+        if instance is None or instance.is_ephemeral:
+            return
+        # `dagster dev` / `dg dev` / `dg launch` without DAGSTER_HOME run on a temporary home that
+        # is removed when they exit: the files, the sync state among them, would go with it.
+        root = os.path.basename(os.path.normpath(getattr(instance, "root_directory", "") or ""))
+        if not root.startswith(_TEMPORARY_HOME):
             self._instance_base = os.path.join(instance.storage_directory(), INSTANCE_FOLDER)
 
     def base(self) -> UPath:
@@ -119,7 +127,8 @@ class Bitrix24Storage(dg.ConfigurableIOManager):
             raise BaseLocationError(
                 "Bitrix24Storage has no base location: set base_path or $B24_DAGSTER_BASE (an absolute path or a "
                 "URL). Without them the base is the Dagster instance's storage ($DAGSTER_HOME/storage/bitrix24), "
-                "and this run's instance is ephemeral: its files, the sync state among them, would not outlive it.")
+                "and this run's instance is ephemeral or temporary (DAGSTER_HOME unset: removed when the command "
+                "exits): its files, the sync state among them, would not outlive it.")
         if "://" in raw:
             return UPath(raw, **self.storage_options)
         expanded = os.path.expanduser(raw)

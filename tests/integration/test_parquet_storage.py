@@ -94,3 +94,20 @@ def test_without_a_base_the_runs_instance_storage_holds_the_files(tmp_path, monk
         [event] = result.get_asset_materialization_events()
         assert event.materialization.metadata["base"].value == str(
             UPath(instance.storage_directory()) / INSTANCE_FOLDER)
+
+
+def test_a_temporary_dagster_home_is_not_a_base(tmp_path, monkeypatch):
+    """`dg dev` / `dg launch` without DAGSTER_HOME run on `.tmp_dagster_home_*`, removed at exit."""
+    monkeypatch.delenv(BASE_ENV, raising=False)
+
+    @asset(required_resource_keys={"bitrix24_storage"})
+    def where(context) -> None:
+        context.resources.bitrix24_storage.base()
+
+    home = tmp_path / ".tmp_dagster_home_abc"
+    home.mkdir()
+    with instance_for_test(temp_dir=str(home)) as instance:
+        result = materialize([where], resources={"bitrix24_storage": Bitrix24Storage()}, instance=instance,
+                             raise_on_error=False)
+    assert not result.success
+    assert "ephemeral or temporary" in str(result.get_step_failure_events()[0].event_specific_data.error)
