@@ -45,9 +45,8 @@ from b24_dagster.errors import (
 
 from ._commands import MAX_BATCH_COMMANDS, Command, is_write_method, normalize_calls
 from ._encoding import encode_cmd, v3_command
-from ._json import RawJson
 from ._refs import has_result_ref, validate_v3_refs
-from ._results import BatchResult, CommandResult, LazyCommandResult
+from ._results import BatchResult, CommandResult
 
 __all__ = ["check_request_id", "execute_batch", "new_request_id", "run_batch"]
 
@@ -146,8 +145,7 @@ def execute_batch(client: Any, commands: Sequence[Command], *, named: bool = Fal
     try:
         envelope = client._request("batch", payload, api_version=api_version, writes=writes,
                                    methods=methods, idempotency_key=idempotency_key,
-                                   request_id=x_request_id or request_id,
-                                   lazy_results=api_version == 2)
+                                   request_id=x_request_id or request_id)
         if api_version == 3:
             envelope = _whole_v3_answer(client, envelope, payload, len(commands), writes=writes,
                                         methods=methods, idempotency_key=idempotency_key,
@@ -360,12 +358,8 @@ def parse_v2(commands: Sequence[Command], keys: Sequence[str], inner: Any, chunk
             time = times.get(key) if times else None
             total = _int(totals.get(key)) if totals else None
             next_ = _int(nexts.get(key)) if nexts else None
-            if type(value) is RawJson:  # kept as the portal's text until its data is read
-                rows.append(LazyCommandResult(c.index, c.key, c.method, chunk_index, value.text,
-                                              time, total, next_))
-            else:
-                rows.append(CommandResult(c.index, c.key, c.method, chunk_index, "ok", value,
-                                          None, None, time, total, next_))
+            rows.append(CommandResult(c.index, c.key, c.method, chunk_index, "ok", value,
+                                      None, None, time, total, next_))
         elif halted:
             rows.append(CommandResult(c.index, c.key, c.method, chunk_index, "not_run", None,
                                       "NOT_RUN", "the batch halted at an earlier error"))

@@ -31,7 +31,6 @@ from b24_dagster.errors import (
 )
 
 from ._http11 import MaybeSent
-from ._json import decode_batch_answer
 from ._retry import Action, RetryPolicy, classify
 from ._throttle import OperatingBudget, RateLimiter, state_file_for
 from ._transport import (
@@ -365,7 +364,6 @@ class Bitrix24Client:
         methods: Sequence[str] | Mapping[str, str] = (),
         idempotency_key: str | None = None,
         request_id: str | None = None,
-        lazy_results: bool = False,
     ) -> Envelope:
         """Send one request: throttle, POST, decode, retry what is safe (CONTRACTS.md).
 
@@ -378,8 +376,6 @@ class Bitrix24Client:
                 per-method operating budget.
             idempotency_key: v3 only: sent as ``Idempotency-Key``; makes a write repeatable.
             request_id: Sent as ``X-Request-ID``.
-            lazy_results: A v2 batch: keep each command's result as its JSON text
-                (:class:`~._json.RawJson`) when simdjson is installed.
 
         Returns:
             The decoded answer (never an error body: those raise).
@@ -413,7 +409,7 @@ class Bitrix24Client:
             try:
                 raw = self._transport.post(url, body, headers, method=method,
                                            fresh=writes and not idempotent)
-                envelope = self._decode(raw, method, api_version, lazy_results)
+                envelope = self._decode(raw, method, api_version)
             except Bitrix24Error as exc:
                 action = classify(exc, writes=writes, idempotent=idempotent)
                 wait = self._after_failure(exc, action, budget_methods, attempt)
@@ -474,8 +470,7 @@ class Bitrix24Client:
                 method=method, status=getattr(exc, "status", None))
         return exc
 
-    def _decode(self, raw: RawAnswer, method: str, api_version: int,
-                lazy_results: bool = False) -> Envelope:
+    def _decode(self, raw: RawAnswer, method: str, api_version: int) -> Envelope:
         status, content = raw.status, raw.content
         if not content.strip():
             raise ProtocolError(f"{method}: empty answer (HTTP {status})", method=method,
@@ -483,10 +478,8 @@ class Bitrix24Client:
         if content.lstrip()[:1] == b"<":
             raise ProtocolError(f"{method}: the portal answered with an HTML page "
                                 f"(HTTP {status})", method=method, status=status)
-        body = decode_batch_answer(content) if lazy_results else None
         try:
-            if body is None:
-                body = decode_json(content)
+            body = decode_json(content)
         except ValueError:
             raise ProtocolError(f"{method}: the answer is not JSON (HTTP {status}, "
                                 f"{raw.headers.get('content-type', 'no content type')})",

@@ -16,8 +16,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._json import decode_json
-
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -26,8 +24,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
-__all__ = ["STATUSES", "BatchResult", "CommandResult", "LazyCommandResult", "ResultColumns",
-           "result_schema"]
+__all__ = ["STATUSES", "BatchResult", "CommandResult", "ResultColumns", "result_schema"]
 
 STATUSES = ("ok", "error", "not_run", "unknown")
 
@@ -57,7 +54,10 @@ def _dump_utf8(value: Any) -> bytes | None:
         return None
     if _orjson is not None:
         try:
-            return _orjson.dumps(value)
+            # orjson hands out its 32 KiB buffer as the bytes object: held for a few thousand
+            # rows until their table is built, those buffers took 150 MB where the texts
+            # take 8. A copy of the text alone costs a fifth of the dumps.
+            return memoryview(_orjson.dumps(value)).tobytes()
         except TypeError:
             pass
     return _dump(value).encode()  # type: ignore[union-attr]
@@ -105,56 +105,6 @@ class CommandResult:
             return None
         text = f"{self.key} ({self.method}): {self.error_code or self.status}"
         return f"{text}: {self.error_description}" if self.error_description else text
-
-
-_DATA = CommandResult.data  # the slot that holds a result's data
-_UNREAD = object()
-
-
-class LazyCommandResult(CommandResult):
-    """A successful command whose :attr:`data` stays JSON text (:attr:`raw`) until first read.
-
-    A chunked run stores each result as JSON text; most are never needed as Python objects,
-    so a v2 batch answer's results are kept as the text the portal sent (see :mod:`._json`)
-    and decoded on first access. Setting ``data`` replaces the text.
-
-    Attributes:
-        raw: The result's JSON text as the answer carried it, or None once ``data`` was set.
-    """
-
-    __slots__ = ("raw",)
-
-    def __init__(self, index: int, key: str, method: str, chunk_index: int, raw: bytes,
-                 time: Mapping[str, Any] | None = None, total: int | None = None,
-                 next: int | None = None) -> None:
-        CommandResult.__init__(self, index, key, method, chunk_index, "ok", _UNREAD, None, None,
-                               time, total, next)
-        self.raw: bytes | None = raw
-
-    @property  # type: ignore[override]
-    def data(self) -> Any:
-        value = _DATA.__get__(self, CommandResult)
-        if value is _UNREAD:
-            value = decode_json(self.raw)  # type: ignore[arg-type]
-            _DATA.__set__(self, value)
-        return value
-
-    @data.setter
-    def data(self, value: Any) -> None:
-        _DATA.__set__(self, value)
-        if value is not _UNREAD:
-            self.raw = None
-
-    def __reduce__(self) -> Any:  # a plain result, decoded, on the other side
-        return CommandResult, (self.index, self.key, self.method, self.chunk_index, self.status,
-                               self.data, self.error_code, self.error_description, self.time,
-                               self.total, self.next)
-
-
-def _result_text(r: CommandResult) -> bytes | None:
-    if type(r) is LazyCommandResult and r.raw is not None:
-        return r.raw
-    return _dump_utf8(r.data)
 
 
 _SCHEMA: list[pa.Schema] = []
@@ -216,7 +166,7 @@ class ResultColumns:
         self.method += [r.method for r in rows]
         self.chunk_index += [r.chunk_index for r in rows]
         self.status += [r.status for r in rows]
-        self.result += [_result_text(r) for r in rows]
+        self.result += [_dump_utf8(r.data) for r in rows]
         self.error_code += [r.error_code for r in rows]
         self.error_description += [r.error_description for r in rows]
         self.total += [r.total for r in rows]
