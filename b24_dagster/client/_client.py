@@ -8,6 +8,8 @@ budget, repeats what is safe to repeat, and maps error answers to :mod:`b24_dags
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import logging
 import os
 import re
@@ -18,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from b24_dagster import __version__
 from b24_dagster._redaction import install_log_redaction, register_secret
 from b24_dagster.errors import (
     Bitrix24Error,
@@ -30,13 +31,13 @@ from b24_dagster.errors import (
     error_from_response,
 )
 
-from ._http11 import MaybeSent
 from ._retry import Action, RetryPolicy, classify
 from ._throttle import OperatingBudget, RateLimiter, state_file_for
 from ._transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
     Envelope,
+    MaybeSent,
     RawAnswer,
     Transport,
     decode_json,
@@ -59,6 +60,16 @@ _READ_VERBS = frozenset({
     "scope", "methods", "method", "profile", "access", "feature", "documentation", "openapi",
     "history", "export", "settings", "userfields", "items", "types", "status",
 })
+
+
+@functools.cache
+def default_user_agent() -> str:
+    """``b24-dagster/<version>``, the version as installed (``0`` when it is not installed)."""
+    try:
+        version = importlib.metadata.version("b24-dagster")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0"
+    return f"b24-dagster/{version}"
 
 
 def is_write_method(method: str) -> bool:
@@ -159,7 +170,7 @@ class Bitrix24Client:
             non-loopback hosts).
         session: A ``requests.Session`` to send through (for custom adapters and tests).
         max_response_bytes: The largest answer accepted.
-        user_agent: Replaces the default ``b24-dagster/<v> python-requests/<v>``.
+        user_agent: Replaces the default ``b24-dagster/<version>``.
         retry: A full :class:`RetryPolicy` (its ``max_retries`` wins over ``max_retries``).
         clock: Wall-clock seconds, for the limiters (tests).
         sleep: How to wait (tests).
@@ -216,7 +227,7 @@ class Bitrix24Client:
         self._budget = OperatingBudget(
             operating_limit, clock=clock, sleep=sleep,
             state_file=state_file.with_suffix(".operating") if state_file is not None else None)
-        agent = user_agent or f"b24-dagster/{__version__} python-requests/{requests.__version__}"
+        agent = user_agent or default_user_agent()
         self._transport = Transport(session, timeout=timeout, verify=verify,
                                     max_response_bytes=max_response_bytes, user_agent=agent,
                                     origin=self.webhook.origin)
@@ -472,6 +483,10 @@ class Bitrix24Client:
 
     def _decode(self, raw: RawAnswer, method: str, api_version: int) -> Envelope:
         status, content = raw.status, raw.content
+        if status == 413:  # refused before it ran: by the portal's web server or a proxy
+            raise ProtocolError(f"{method}: the request is too large for the portal or a proxy in "
+                                f"front of it (HTTP 413); it was refused, not run: send fewer or "
+                                f"smaller commands a request", method=method, status=status)
         if not content.strip():
             raise ProtocolError(f"{method}: empty answer (HTTP {status})", method=method,
                                 status=status)

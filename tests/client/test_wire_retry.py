@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from b24_dagster.client._http11 import MaybeSent
 from b24_dagster.client._retry import Action, RetryPolicy, classify
+from b24_dagster.client._transport import MaybeSent
 from b24_dagster.errors import (
     AuthError,
     ConnectError,

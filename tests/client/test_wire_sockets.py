@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gzip
 import logging
+import re
 import socket
 import threading
 import time
@@ -46,6 +47,17 @@ FRAMINGS = {
     "gzip": _answer("200 OK", gzip.compress(OK), "Content-Encoding: gzip\r\n"),
     "until_close": b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + OK,
     "continue": b"HTTP/1.1 100 Continue\r\n\r\n" + _answer("200 OK", OK),
+}
+
+#: Answers that must never be taken for a whole one (each ends the connection).
+BROKEN = {
+    # gzip cut in the middle, with a Content-Length that matches what was sent
+    "gzip_cut": _answer("200 OK", gzip.compress(OK)[:-12], "Content-Encoding: gzip\r\n"),
+    # two lengths that disagree (RFC 9110 section 8.6: an error)
+    "two_lengths": (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 12, %d\r\n\r\n" % len(OK)) + OK,
+    # a protocol switch is not an interim answer to skip
+    "switching": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n" + OK,
 }
 
 
@@ -119,6 +131,9 @@ class ScriptServer:
                     conn.sendall(_answer("200 OK", _gzip_bomb(), "Content-Encoding: gzip\r\n"))
                 elif step == "ok_then_close":  # a server's idle timeout, right after answering
                     conn.sendall(_answer("200 OK", OK))
+                    return
+                elif step in BROKEN:
+                    conn.sendall(BROKEN[step])
                     return
                 elif step in FRAMINGS:
                     conn.sendall(FRAMINGS[step])
@@ -279,3 +294,37 @@ def test_debug_logging_never_shows_the_code(server: ScriptServer,
     assert "/rest/1/***/server.time" in text  # urllib3's request line, redacted
     assert CODE not in text
     assert CODE not in caplog.text
+
+
+def test_the_user_agent_names_this_library_only(server: ScriptServer) -> None:
+    with _client(server.url) as client:
+        client.call("server.time")
+    head = server.requests[0].split(b"\r\n\r\n", 1)[0].decode()
+    [agent] = [line for line in head.split("\r\n") if line.lower().startswith("user-agent:")]
+    assert re.fullmatch(r"User-Agent: b24-dagster/\d[\w.+-]*", agent), agent
+
+
+def test_a_write_never_goes_out_on_a_connection_idle_past_keepalive_idle(server: ScriptServer) -> None:
+    with _client(server.url) as client:
+        client.call("crm.item.get", {"id": 1})
+        client.call("crm.item.add", {"fields": {"title": "x"}})  # at once: the same connection
+        assert server.connections == 1
+        client._transport.keepalive_idle = -1.0  # every connection counts as idle too long
+        client.call("crm.item.get", {"id": 1})  # a read may still use it
+        assert server.connections == 1
+        client.call("crm.item.add", {"fields": {"title": "y"}})
+        assert server.connections == 2, "the write went out on a new connection"
+    assert len(server.requests) == 4
+
+
+@pytest.mark.parametrize("step", sorted(BROKEN))
+def test_a_broken_answer_is_never_read_as_a_whole_one(server: ScriptServer, step: str) -> None:
+    server.script = [step]
+    with _client(server.url) as client:
+        assert client.call("crm.item.get", {"id": 1}).result == {"item": {"id": 1}}
+        assert client.stats.retries == 1
+        server.script = [step]
+        with pytest.raises(OutcomeUnknownError) as info:
+            client.call("crm.item.add", {"fields": {"title": "x"}})
+    assert len(server.requests) == 3, "the write was not sent again"
+    assert CODE not in str(info.value)

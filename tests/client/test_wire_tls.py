@@ -1,4 +1,6 @@
-"""TLS over real sockets: verification is on, a CA bundle path is accepted."""
+"""TLS over real sockets: verification is on, a CA bundle path is accepted, and with
+``verify=True`` the bundle comes from the environment as requests reads it
+(``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``), then ``SSL_CERT_FILE``, else certifi's."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 
 from b24_dagster import Bitrix24Client
 from b24_dagster.client import RetryPolicy
+from b24_dagster.emulator import PortalEmulator, PortalSettings
 from b24_dagster.errors import ConfigurationError, ConnectError
 
 x509 = pytest.importorskip("cryptography.x509")
@@ -115,3 +118,55 @@ def test_verify_false_only_for_loopback() -> None:
     with pytest.raises(ConfigurationError, match="loopback"):
         Bitrix24Client(f"https://portal.example.com/rest/1/{CODE}/", verify=False)
     Bitrix24Client(f"https://127.0.0.1:1/rest/1/{CODE}/", verify=False, share_limits=False)
+
+
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+@pytest.fixture(scope="module")
+def tls_portal() -> Iterator[PortalEmulator]:
+    """An https emulator with its own CA (the emulator's ``--tls``)."""
+    with PortalEmulator(PortalSettings(rate=0), tls=True) as emu:
+        yield emu
+
+
+@pytest.fixture
+def no_ca_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in CA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("variable", CA_VARIABLES)
+def test_the_ca_bundle_comes_from_the_environment(tls_portal: PortalEmulator,
+                                                  no_ca_settings: pytest.MonkeyPatch,
+                                                  variable: str) -> None:
+    no_ca_settings.setenv(variable, str(tls_portal.ca_file))
+    with Bitrix24Client(tls_portal.webhook_url, requests_per_second=None,
+                        share_limits=False) as client:
+        assert client._transport.settings.ca == tls_portal.ca_file  # type: ignore[union-attr]
+        added = client.call("crm.item.add", {"entityTypeId": 2, "fields": {"title": variable}})
+        assert added.result["item"]["title"] == variable
+
+
+def test_requests_variable_comes_before_ssl_cert_file(tls_portal: PortalEmulator,
+                                                      no_ca_settings: pytest.MonkeyPatch) -> None:
+    import certifi
+
+    no_ca_settings.setenv("SSL_CERT_FILE", str(tls_portal.ca_file))
+    no_ca_settings.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    with Bitrix24Client(tls_portal.webhook_url, requests_per_second=None, share_limits=False,
+                        retry=RetryPolicy(max_retries=3)) as client, \
+            pytest.raises(ConnectError, match="TLS") as info:
+        client.call("crm.item.add", {"entityTypeId": 2, "fields": {"title": "never"}})
+    assert not info.value.retryable and client.stats.requests == 1
+
+
+def test_without_the_ca_in_the_environment_certifi_is_used(tls_portal: PortalEmulator,
+                                                           no_ca_settings: pytest.MonkeyPatch) -> None:
+    import certifi
+
+    with Bitrix24Client(tls_portal.webhook_url, requests_per_second=None,
+                        share_limits=False) as client, pytest.raises(ConnectError, match="TLS"):
+        assert client._transport.settings.ca == certifi.where()  # type: ignore[union-attr]
+        client.call("server.time")
