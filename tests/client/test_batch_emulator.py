@@ -11,16 +11,14 @@ from typing import Any
 import pytest
 
 from b24_dagster import Bitrix24Client
+from b24_dagster.emulator import PortalEmulator
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 @pytest.fixture
-def emulator(request: pytest.FixtureRequest) -> Any:
-    try:
-        return request.getfixturevalue("b24_emulator")
-    except pytest.FixtureLookupError:
-        pytest.skip("the b24_emulator fixture is not available yet")
+def emulator(b24_emulator: PortalEmulator) -> PortalEmulator:
+    return b24_emulator
 
 
 @pytest.fixture

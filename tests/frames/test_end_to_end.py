@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from b24_dagster.client import Bitrix24Client
+from b24_dagster.emulator import PortalEmulator
 from b24_dagster.frames import commands_from_frame, failed_rows, results_to_frame
 
 N_LEADS = 300
@@ -45,16 +47,8 @@ FIELDS = {"title": "TITLE", "name": "NAME", "email": "EMAIL", "phone": "PHONE",
 
 
 @pytest.fixture
-def client(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    if importlib.util.find_spec("b24_dagster.client._chunked") is None:
-        pytest.skip("the chunked-batch engine (client/_chunked.py) is not there yet")
-    try:
-        emulator = request.getfixturevalue("b24_emulator")
-    except pytest.FixtureLookupError:
-        pytest.skip("the b24_emulator fixture is not there yet")
-    from b24_dagster.client import Bitrix24Client
-
-    with Bitrix24Client(emulator.webhook_url, requests_per_second=None) as c:
+def client(b24_emulator: PortalEmulator) -> Iterator[Bitrix24Client]:
+    with Bitrix24Client(b24_emulator.webhook_url, requests_per_second=None) as c:
         yield c
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
-import pytest
 from dagster._serdes import serialize_value
 
 from b24_dagster.integration import UNKNOWN_CHECK, build_bitrix24_export_asset
@@ -59,8 +58,6 @@ def test_wrong_webhook_code_fails_the_step_with_metadata_and_no_code(
 
 
 def test_unknown_outcomes_fail_the_error_check_but_not_the_run(b24_emulator, resources, base, instance):
-    if not hasattr(b24_emulator, "set_faults"):
-        pytest.skip("the emulator fixture has no fault injection yet")
     from b24_dagster.emulator import FaultRule, FaultSettings
 
     b24_emulator.set_faults(FaultSettings(close_after=FaultRule(rate=1.0, methods={"batch"})))
