@@ -1,16 +1,29 @@
 """The one Parquet IO path: streaming, atomic writes and reads over `UPath`.
 
 `ParquetStreamWriter` writes one row group per `write()` (one per chunk of a batch run or
-page group of an export), so memory holds one chunk at a time, never the whole output. It
-writes to a temporary name beside the target and renames it into place on `close()`, so a
-reader sees either the previous file or the complete new one; a failed run leaves the
-previous file untouched (the temporary file is removed). Object stores have no atomic
-rename: there the new object appears when the copy completes.
+page group of an export), so memory holds one chunk at a time, never the whole output. It is
+the one way every file of the integration is published (results, exports, the sync state,
+the plan, journal parts): a reader sees either the previous file or the complete new one,
+never a mix and never nothing, and a writer that fails (or is killed) leaves the previous
+file as it was.
+
+- Local disk: the file is written under a temporary name beside the target, flushed to disk
+  (`fsync`), then renamed over it (`os.replace`, atomic); a failure removes the temporary.
+- Object storage (s3fs, gcsfs, adlfs: fsspec's buffered files): written straight to the
+  final key as an upload that is completed only on success (`autocommit=False`, then
+  `commit()`; an S3 multipart upload appears whole or not at all) and aborted on failure
+  (`discard()`). A killed writer leaves an incomplete upload, which never becomes the object
+  (a bucket lifecycle rule removes such leftovers). Never delete-then-copy: there is no
+  moment without the file.
+- Any other fsspec filesystem: the file is written to a local temporary file, then put in
+  one call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import uuid
 from types import TracebackType
 from typing import IO, Any
@@ -37,7 +50,7 @@ class ParquetStreamWriter:
             for table in chunks:
                 writer.write(table)
         ```
-    A `with` block that raises discards the temporary file and keeps the old target.
+    A `with` block that raises discards what was written and keeps the old target.
     """
 
     def __init__(self, path: UPath, schema: pa.Schema, *, compression: str = "zstd") -> None:
@@ -45,16 +58,17 @@ class ParquetStreamWriter:
         self.schema = schema
         self.rows = 0
         self.row_groups = 0
-        self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        self._sink: _Sink | None = None
         self._handle: IO[bytes] | None = None
         self._writer: pq.ParquetWriter | None = None
         self._compression = compression
 
     def open(self) -> ParquetStreamWriter:
-        """Create the parent directory and the temporary file."""
+        """Create the parent directory and start the file (nothing visible at the target yet)."""
         with contextlib.suppress(Exception):  # object stores have no directories
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self._tmp.open("wb")
+        self._sink = _Sink.open(self.path)
+        self._handle = self._sink.handle
         self._writer = pq.ParquetWriter(self._handle, self.file_schema, compression=self._compression)
         return self
 
@@ -82,25 +96,29 @@ class ParquetStreamWriter:
         self.row_groups += 1
 
     def close(self) -> UPath:
-        """Finish the file and rename it into place; returns the final path."""
+        """Finish the file and publish it at the target in one step; returns the final path."""
         if self._writer is None:
             self.open()
-        assert self._writer is not None and self._handle is not None
-        self._writer.close()  # an empty file still gets the schema
-        self._handle.close()
-        self._writer = None
-        _publish(self._tmp, self.path)
+        assert self._writer is not None and self._sink is not None
+        try:
+            self._writer.close()  # an empty file still gets the schema
+            self._writer = None
+            self._sink.publish()
+        except BaseException:
+            self.abort()
+            raise
+        self._sink = None
         return self.path
 
     def abort(self) -> None:
-        """Drop the temporary file; the target is left as it was."""
-        for closer in (self._writer, self._handle):
-            if closer is not None:
-                with contextlib.suppress(Exception):
-                    closer.close()
+        """Drop what was written; the target is left as it was."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
         self._writer = None
-        with contextlib.suppress(Exception):
-            self._tmp.unlink()
+        if self._sink is not None:
+            self._sink.discard()
+        self._sink = None
 
     def __enter__(self) -> ParquetStreamWriter:
         return self.open()
@@ -117,15 +135,94 @@ class ParquetStreamWriter:
             self.abort()
 
 
-def _publish(tmp: UPath, target: UPath) -> None:
-    """Move `tmp` onto `target`: `os.replace` locally (atomic), the filesystem's move elsewhere."""
-    if hasattr(tmp, "replace") and tmp.protocol in ("", "file", "local"):
-        tmp.replace(target)
-        return
-    with contextlib.suppress(FileNotFoundError):
-        if target.exists():
-            target.unlink()
-    tmp.rename(target)
+_UPLOADING = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl"})
+"""Object stores whose fsspec driver writes a buffered upload that only `commit()` completes."""
+
+
+class _Sink:
+    """Where a file is written until it is published (see the module docstring)."""
+
+    def __init__(self, target: UPath, handle: IO[bytes], publish: Any, discard: Any) -> None:
+        self.target = target
+        self.handle = handle
+        self._publish = publish
+        self._discard = discard
+
+    @classmethod
+    def open(cls, target: UPath) -> _Sink:
+        if target.protocol in ("", "file", "local"):
+            return cls._local(target)
+        fs = target.fs
+        if target.protocol in _UPLOADING:
+            from fsspec.spec import AbstractBufferedFile
+
+            handle = fs.open(target.path, "wb", autocommit=False)
+            if not isinstance(handle, AbstractBufferedFile):  # a driver that writes at once
+                raise RuntimeError(f"{type(fs).__name__} does not write {target.protocol}:// objects as "
+                                   "uploads completed on commit; cannot publish atomically")
+            return cls(target, handle, lambda: _commit(handle), lambda: _discard(handle))
+        spool = tempfile.NamedTemporaryFile(prefix="b24-publish-", suffix=".parquet", delete=False)  # noqa: SIM115
+
+        def put() -> None:  # one call of the filesystem: the object is replaced as a whole
+            spool.close()
+            try:
+                fs.put_file(spool.name, target.path)
+            finally:
+                os.unlink(spool.name)
+
+        def drop() -> None:
+            spool.close()
+            with contextlib.suppress(OSError):
+                os.unlink(spool.name)
+
+        return cls(target, spool, put, drop)  # type: ignore[arg-type]
+
+    @classmethod
+    def _local(cls, target: UPath) -> _Sink:
+        final = target.path
+        tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{uuid.uuid4().hex[:12]}.tmp")
+        handle = open(tmp, "wb")  # noqa: SIM115 (closed by publish or discard)
+
+        def replace() -> None:
+            handle.flush()
+            os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
+            handle.close()
+            os.replace(tmp, final)
+            _fsync_dir(os.path.dirname(final))
+
+        def drop() -> None:
+            handle.close()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+        return cls(target, handle, replace, drop)
+
+    def publish(self) -> None:
+        self._publish()
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self._discard()
+
+
+def _commit(handle: Any) -> None:
+    handle.close()  # uploads the last part; with autocommit=False nothing is visible yet
+    handle.commit()  # completes the upload: the object appears whole
+
+
+def _discard(handle: Any) -> None:
+    handle.discard()  # aborts the upload; the target keeps its previous object
+    handle.closed = True  # never flushed again (fsspec's __del__ would try)
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make a rename durable (where the OS lets a directory be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder or ".", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read_parquet(path: UPath, **kwargs: Any) -> pa.Table:
