@@ -21,8 +21,10 @@ what is left of the run when asked before the end.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -40,6 +42,8 @@ from ._commands import (
     scan_params,
 )
 from ._results import BatchResult, ResultColumns
+
+log = logging.getLogger("b24_dagster.client")
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -180,7 +184,9 @@ class ChunkedBatchRun:
             the portal, found ones become ``ok``, missing ones are sent again (see
             :mod:`._reconcile`); counted in the ``reconciled_*`` / ``reconcile_lookups`` stats.
         reconcile_field: The key field of the creates (default ``ORIGIN_ID`` / ``originId``).
-        reconcile_delay_seconds: Wait this long after a lost answer before looking it up.
+        reconcile_delay_seconds: How long after it was sent a lost write may still commit (its
+            lookup waits until then); None: from the portal's request time limit and the
+            client's read timeout (:func:`._reconcile.commit_window`).
         bulk_import: Pack the ``crm.item.add`` creates of one entity type into
             ``crm.item.batchImport`` calls, 20 records a call, 1,000 commands a chunk (see
             :mod:`._bulk`: no automation rules, the CRM "import" permission; v2 only).
@@ -196,7 +202,7 @@ class ChunkedBatchRun:
                  progress_bar: bool | None = None,
                  chunk_size: int = MAX_BATCH_COMMANDS, first_chunk: int = 0,
                  reconcile: bool = False, reconcile_field: str | None = None,
-                 reconcile_delay_seconds: float = 10.0, bulk_import: bool = False) -> None:
+                 reconcile_delay_seconds: float | None = None, bulk_import: bool = False) -> None:
         if isinstance(calls, Mapping):
             raise CommandValidationError(
                 "named commands are not accepted in a chunked batch: pass a list of "
@@ -311,12 +317,25 @@ class ChunkedBatchRun:
         lost = [at for at, c in enumerate(result.commands) if c.status == "unknown"]
         if not lost:
             return
-        from ._reconcile import ReconcileCounts, reconcile_creates
+        from ._reconcile import (
+            ReconcileCounts,
+            commit_window,
+            creation_key,
+            reconcile_creates,
+            settle_wait,
+        )
 
         counts = ReconcileCounts()
+        sent_at = getattr(self.client, "last_write_at", None)
+        since_sent = 0.0 if sent_at is None else time.monotonic() - sent_at  # unknown: just now
+        settle = settle_wait(self.client, since_sent=since_sent, delay=self.reconcile_delay_seconds)
+        keyed = any(creation_key(commands[at].method, commands[at].params, self.reconcile_field) for at in lost)
+        if settle > 0 and keyed:
+            log.info("%d creates of chunk %d lost their answer; the portal may run the request %.0f s "
+                     "more: waiting before looking them up", len(lost), result.chunk_index, settle)
         settled = reconcile_creates(self.client, [(commands[at].method, commands[at].params) for at in lost],
-                                    field=self.reconcile_field, counts=counts,
-                                    settle_seconds=self.reconcile_delay_seconds,
+                                    field=self.reconcile_field, counts=counts, settle_seconds=settle,
+                                    resend_settle_seconds=commit_window(self.client, self.reconcile_delay_seconds),
                                     send=_bulk_resend(self.client) if self.bulk_import else None)  # fmt: skip
         for at, outcome in zip(lost, settled, strict=True):
             if outcome is not None:

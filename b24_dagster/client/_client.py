@@ -163,6 +163,10 @@ class Bitrix24Client:
         timeout: ``(connect, read)`` seconds.
         max_retries: Repeats of a failed request, where repeating is safe.
         operating_limit: The portal's operating-time budget per method (seconds per 10 min).
+        request_time_limit: How long the portal lets one request run (a cloud portal: 60 s);
+            with the read timeout it bounds how long a write whose answer was lost may still
+            commit (:func:`._reconcile.commit_window`). Raise it for a portal of your own whose
+            PHP runs longer.
         share_limits: Share the bucket and the per-method operating-time balances with other
             processes on this machine (True: the default folder, see :mod:`._throttle`; a
             path: that folder; False: in-process).
@@ -190,6 +194,7 @@ class Bitrix24Client:
         timeout: tuple[float, float] | float = DEFAULT_TIMEOUT,
         max_retries: int = 5,
         operating_limit: float = 480.0,
+        request_time_limit: float = 60.0,
         share_limits: bool | str | os.PathLike[str] = True,
         verify: bool | str = True,
         session: requests.Session | None = None,
@@ -213,6 +218,14 @@ class Bitrix24Client:
         self.api_version = api_version
         self.retry = retry or RetryPolicy(max_retries=max_retries)
         self.stats = ClientStats()
+        self.request_time_limit = float(request_time_limit)
+        self.read_timeout = float(timeout[1] if isinstance(timeout, tuple) else timeout)
+        #: Called right before each write leaves (after the rate limits were waited for); it
+        #: may raise to stop the write unsent. The Dagster steps check their lease and stamp
+        #: their journal here.
+        self.before_write: Callable[[], None] | None = None
+        #: `time.monotonic()` when the last write left (for how long it may still commit).
+        self.last_write_at: float | None = None
         self._clock = clock
         self._sleep = sleep
         self._bases = {2: self.webhook.v2_base, 3: self.webhook.v3_base}
@@ -318,7 +331,7 @@ class Bitrix24Client:
                        progress: Callable[..., Any] | None = None,
                        first_chunk: int = 0, reconcile: bool = False,
                        reconcile_field: str | None = None,
-                       reconcile_delay_seconds: float = 10.0,
+                       reconcile_delay_seconds: float | None = None,
                        bulk_import: bool = False) -> ChunkedBatchRun:
         """Run any number of commands as sequential batches of at most 50 (see :mod:`._chunked`).
 
@@ -333,7 +346,9 @@ class Bitrix24Client:
             reconcile: Settle each chunk's lost creates by the key they carry (``ORIGIN_ID``,
                 ``originId`` or ``reconcile_field``) instead of leaving them ``unknown``.
             reconcile_field: The key field of the creates.
-            reconcile_delay_seconds: Wait this long after a lost answer before looking it up.
+            reconcile_delay_seconds: How long after it was sent a write may still commit: its
+                lookup waits until then. None: the portal's request time limit or the read
+                timeout, whichever is longer, plus a margin (:func:`._reconcile.commit_window`).
             bulk_import: Pack ``crm.item.add`` creates of one entity type into
                 ``crm.item.batchImport`` calls: 20 records a call, 1,000 a request (see
                 :mod:`._bulk`). Chosen explicitly: an import starts no automation rules and
@@ -416,6 +431,10 @@ class Bitrix24Client:
         attempt = 0
         while True:
             self._wait_limits(budget_methods)
+            if writes:
+                if self.before_write is not None:
+                    self.before_write()
+                self.last_write_at = time.monotonic()
             self.stats.requests += 1
             try:
                 raw = self._transport.post(url, body, headers, method=method,

@@ -18,9 +18,15 @@ record counts only when it carries the exact key (and originator):
   is whose cannot be told; nothing is sent);
 - no key, or still open after the last round: it stays `unknown`.
 
-Why wait before looking: an answer lost to a read timeout may belong to a request the portal
-is still running. A lookup made at once could miss a record that appears a moment later, and
-the create would be sent twice. Each round therefore starts `settle_seconds` after the loss.
+Why wait before looking: an answer lost (a dropped connection, a proxy's 502, a read
+timeout) may belong to a request the portal is still running. A lookup made too early misses
+a record that appears a moment later, and the create would be sent twice. A lookup therefore
+waits until the write can no longer commit: `commit_window` after it was sent, from the
+portal's own limit (a cloud portal ends every request within 60 s, PROTOCOL.md §5) or the
+client's read timeout, whichever is longer, plus a margin for the time between our send and
+the portal's start. Callers pass the wait of the first round (`settle_seconds`: the window
+less the time since the write left); a round after a re-send whose answer was lost again
+waits the whole window (`resend_settle_seconds`).
 
 Used by :class:`~b24_dagster.client.ChunkedBatchRun` (``reconcile=True``, as the Dagster
 batch assets run it) and, through an Arrow adapter, by the Dagster layer for what no run saw
@@ -37,7 +43,11 @@ from typing import Any
 
 from ._lookup import find_by_keys, id_of, list_method_of
 
-__all__ = ["ReconcileCounts", "Settled", "creation_key", "reconcile_creates"]
+__all__ = ["REQUEST_TIME_LIMIT", "ReconcileCounts", "Settled", "commit_window", "creation_key", "reconcile_creates",
+           "settle_wait"]
+
+REQUEST_TIME_LIMIT = 60.0
+"""Seconds a cloud portal lets one request run (PROTOCOL.md §5, from the limits page)."""
 
 _AUTO_FIELDS = ("ORIGIN_ID", "originId")
 _ORIGINATOR = {"ORIGIN_ID": "ORIGINATOR_ID", "originId": "originatorId"}
@@ -83,6 +93,28 @@ class Settled:
     data: Any
     error_code: str | None
     error_description: str | None
+
+
+def commit_window(client: Any, delay: float | None = None) -> float:
+    """Seconds after a write was sent during which the portal may still commit it.
+
+    Args:
+        client: The client that sent it (its `request_time_limit` and `read_timeout`).
+        delay: The caller's own bound (`reconcile_delay_seconds`), used as given; None: the
+            portal's request time limit or the client's read timeout, whichever is longer,
+            plus 1 s and 10% (the request may wait in the portal's queue before its clock
+            starts, and clocks of two hosts differ): 67 s with the defaults.
+    """
+    if delay is not None:
+        return max(0.0, float(delay))
+    limit = float(getattr(client, "request_time_limit", REQUEST_TIME_LIMIT))
+    bound = max(limit, float(getattr(client, "read_timeout", 0.0) or 0.0))
+    return bound + 1.0 + 0.1 * bound
+
+
+def settle_wait(client: Any, *, since_sent: float, delay: float | None = None) -> float:
+    """Seconds to wait before looking up a write sent `since_sent` seconds ago."""
+    return max(0.0, commit_window(client, delay) - since_sent)
 
 
 def creation_key(method: str, params: Any, field: str | None = None) -> dict[str, Any] | None:
@@ -156,6 +188,7 @@ def reconcile_creates(
     field: str | None = None,
     counts: ReconcileCounts | None = None,
     settle_seconds: float = 0.0,
+    resend_settle_seconds: float | None = None,
     rounds: int = 3,
     sleep: Callable[[float], Any] = time.sleep,
     send: Callable[[list[tuple[str, Any]]], Sequence[Any]] | None = None,
@@ -167,7 +200,10 @@ def reconcile_creates(
         commands: The (method, params) of each unknown command.
         field: The key field; None auto-detects `ORIGIN_ID` / `originId`.
         counts: Updated with what was found, re-sent and left.
-        settle_seconds: Wait this long before each round of lookups (only when there is one).
+        settle_seconds: Wait this long before the first round of lookups (only when there is
+            one), and before later rounds unless a re-send was lost.
+        resend_settle_seconds: Wait this long before a round that follows a re-send whose
+            answer was lost again (it just left: the whole commit window); None: `settle_seconds`.
         rounds: Rounds of lookups at most.
         sleep: The wait (a seam for tests).
         send: Sends creates that never landed and gives one `CommandResult` per create (a
@@ -186,11 +222,12 @@ def reconcile_creates(
     shared = Counter(_lookup_group(t) + (_key_value(t),) for t in targets)
     ambiguous = [t for t in targets if shared[_lookup_group(t) + (_key_value(t),)] > 1]
     targets = [t for t in targets if shared[_lookup_group(t) + (_key_value(t),)] == 1]
+    wait = settle_seconds
     for _ in range(rounds):
         if not targets:
             break
-        if settle_seconds > 0:
-            sleep(settle_seconds)
+        if wait > 0:
+            sleep(wait)
         still: list[_Target] = []
         resend: list[_Target] = []
         looked = _look_up(client, targets, counts)
@@ -206,8 +243,10 @@ def reconcile_creates(
                 out[target[0]] = Settled("ok", _as_created(target[1], records[0]), None,
                                          f"reconciled: the create landed (found by {', '.join(target[3])})")  # fmt: skip
                 counts.found += 1
-        still.extend(_resend(client, resend, out, counts, send))
+        lost_again = _resend(client, resend, out, counts, send)
+        still.extend(lost_again)
         targets = still
+        wait = resend_settle_seconds if lost_again and resend_settle_seconds is not None else settle_seconds
     counts.left += len(targets) + len(ambiguous)
     return out
 

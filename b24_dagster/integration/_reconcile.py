@@ -15,9 +15,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from b24_dagster.client._reconcile import ReconcileCounts, reconcile_creates
+from b24_dagster.client._reconcile import (
+    ReconcileCounts,
+    commit_window,
+    creation_key,
+    reconcile_creates,
+    settle_wait,
+)
 
-__all__ = ["ReconcileCounts", "reconcile_table", "unknown_rows"]
+__all__ = ["ReconcileCounts", "keyed_unknown", "reconcile_table", "unknown_rows", "wait_out_in_flight"]
 
 
 def _split(call: Any) -> tuple[str, Any]:
@@ -32,6 +38,7 @@ def reconcile_table(
     field: str | None = None,
     counts: ReconcileCounts,
     settle_seconds: float = 0.0,
+    resend_settle_seconds: float | None = None,
     sleep: Callable[[float], Any] = time.sleep,
     send: Callable[[list[tuple[str, Any]]], Any] | None = None,
 ) -> pa.Table:
@@ -43,7 +50,8 @@ def reconcile_table(
         client: The `Bitrix24Client` to look up and re-send with.
         field: The key field; None auto-detects `ORIGIN_ID` / `originId`.
         counts: Updated with what was found, re-sent and left.
-        settle_seconds: Wait this long before each round of lookups.
+        settle_seconds: Wait this long before the first round of lookups.
+        resend_settle_seconds: Wait this long before a round after a re-send was lost again.
         sleep: The wait (a seam for tests).
         send: How creates that never landed are sent again (bulk runs import them:
             `b24_dagster.client._bulk.send_bulk`); None: `client.batch`.
@@ -54,7 +62,8 @@ def reconcile_table(
         return table
     index = table["command_index"].to_pylist()
     settled = reconcile_creates(client, [_split(command_of(index[i])) for i in rows], field=field,
-                                counts=counts, settle_seconds=settle_seconds, sleep=sleep, send=send)  # fmt: skip
+                                counts=counts, settle_seconds=settle_seconds,
+                                resend_settle_seconds=resend_settle_seconds, sleep=sleep, send=send)  # fmt: skip
     if not any(settled):
         return table
     results = table["result"].to_pylist()
@@ -71,6 +80,43 @@ def reconcile_table(
     return table
 
 
+def keyed_unknown(table: pa.Table, command_of: Callable[[int], Any], field: str | None) -> bool:
+    """Whether any `unknown` row of the table is a create carrying a key (one a lookup settles)."""
+    status, index = table["status"].to_pylist(), table["command_index"].to_pylist()
+    return any(st == "unknown" and creation_key(*_split(command_of(i)), field) is not None
+               for st, i in zip(status, index, strict=True))  # fmt: skip
+
+
 def unknown_rows(table: pa.Table) -> bool:
     """Whether any row of the table is `unknown`."""
     return table.num_rows > 0 and bool(pc.any(pc.equal(table["status"], "unknown")).as_py())
+
+
+def wait_out_in_flight(client: Any, *, since_sent: float, delay: float | None, log: Any, label: str,
+                       what: str = "a chunk of a run that died", sleep: Callable[[float], Any] = time.sleep) -> float:  # fmt: skip
+    """Wait until a write sent `since_sent` seconds ago can no longer commit on the portal,
+    saying so in the log (and every 15 s while waiting); returns the seconds waited.
+
+    A record looked up while the portal still runs the request that creates it is not found,
+    and would be created again. See `b24_dagster.client._reconcile.commit_window`.
+    """
+    wait = settle_wait(client, since_sent=since_sent, delay=delay)
+    if wait <= 0:
+        return 0.0
+    window = commit_window(client, delay)
+    if delay is not None:
+        why = f"reconcile_delay_seconds={delay:g}"
+    else:
+        limit = getattr(client, "request_time_limit", 60.0)
+        read = getattr(client, "read_timeout", 0.0)
+        why = (f"the portal lets a request run {limit:g} s, the client waits {read:g} s for an answer, "
+               f"plus a margin: {window:.0f} s after it was sent")  # fmt: skip
+    log.info(f"{label}: {what} was sent {since_sent:.0f} s ago and may still be running on the portal "
+             f"({why}); waiting {wait:.0f} s before looking its records up")  # fmt: skip
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        sleep(min(left, 15.0))
+        left = deadline - time.monotonic()
+        if left > 0.5:
+            log.info(f"{label}: still waiting for {what} to end on the portal: {left:.0f} s left")
+    return wait

@@ -112,6 +112,15 @@ class Bitrix24Resource(dg.ConfigurableResource):
         default=480.0,
         description="The portal's execution-time budget per method (seconds per 10 minutes).",
     )
+    request_time_limit_seconds: float = Field(
+        default=60.0,
+        description=(
+            "How long the portal lets one request run (a cloud portal: 60 s). A write whose "
+            "answer was lost is looked up only once it can no longer commit: this long (or "
+            "read_timeout, if longer) after it was sent, plus a margin. Raise it for a portal "
+            "of your own whose PHP runs longer."
+        ),
+    )
     share_limits: bool = Field(
         default=True,
         description=(
@@ -195,6 +204,7 @@ class Bitrix24Resource(dg.ConfigurableResource):
                 timeout=(self.connect_timeout, self.read_timeout),
                 max_retries=self.max_retries,
                 operating_limit=self.operating_limit_seconds,
+                request_time_limit=self.request_time_limit_seconds,
                 share_limits=self.share_limits,
                 retry=retry,
             )
