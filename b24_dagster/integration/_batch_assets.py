@@ -65,7 +65,7 @@ def build_bitrix24_batch_asset(
     resumable: bool = True,
     reconcile: bool = True,
     reconcile_field: str | None = None,
-    reconcile_delay_seconds: float = 10.0,
+    reconcile_delay_seconds: float | None = None,
     bulk_import: bool = False,
     sync: SyncMode | None = None,
     key_field: str | None = None,
@@ -119,8 +119,10 @@ def build_bitrix24_batch_asset(
         reconcile: look `unknown` creates up on the portal by their key before anything is
             sent again (found: `ok`; not found: sent again; no key: stays `unknown`).
         reconcile_field: the key field of the creates (default: `ORIGIN_ID` / `originId`).
-        reconcile_delay_seconds: wait this long after an answer was lost before looking up
-            (the portal may still be running the request whose answer timed out).
+        reconcile_delay_seconds: how long after it was sent a write whose answer was lost (or
+            that was in flight when a run died) may still commit on the portal; its lookup
+            waits until then. None (default): the resource's `request_time_limit_seconds` (60)
+            or `read_timeout` (60), whichever is longer, plus 1 s and 10%: 67 s.
         bulk_import: send the `crm.item.add` creates 20 a `crm.item.batchImport` call, 1,000
             a request instead of 50 (a sync's creates too). Chosen explicitly: an import starts
             no automation rules or workflows, and the webhook's user needs the CRM "import"
@@ -141,7 +143,8 @@ def build_bitrix24_batch_asset(
             made, found by their key); refused when more than `max_delete_share` of them would go.
         max_attempts: a row that failed this many times with the same fields is skipped until
             it changes.
-        lock_wait_seconds: how long a second execution of the same asset and partition waits
+        lock_wait_seconds: how long a second execution of the same asset and partition, or
+            another step writing the same key space (portal, entity, key field), waits
             for the first before failing (two never send at once).
         match_by: `EMAIL` or `PHONE`: match leads, contacts or companies by the row's e-mail or
             phone (`crm.duplicate.findbycomm`) instead of a key field; `key_column` still names
@@ -225,7 +228,7 @@ def build_bitrix24_batch_op(
     resumable: bool = True,
     reconcile: bool = True,
     reconcile_field: str | None = None,
-    reconcile_delay_seconds: float = 10.0,
+    reconcile_delay_seconds: float | None = None,
     bulk_import: bool = False,
     sync: SyncMode | None = None,
     key_field: str | None = None,

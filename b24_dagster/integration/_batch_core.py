@@ -27,7 +27,8 @@ from upath import UPath
 from b24_dagster.integration._batch_run import RESULT_SCHEMA, BatchTally
 from b24_dagster.integration._commands import FrameCommands
 from b24_dagster.integration._errors import to_failure
-from b24_dagster.integration._send_step import SendRun, plan, publish, resume, send
+from b24_dagster.integration._key_space import LockSettings
+from b24_dagster.integration._send_step import SendRun, lock, plan, publish, resume, send
 
 __all__ = ["BatchMode", "BatchOutcome", "BatchSpec", "run_batch_step"]
 
@@ -55,7 +56,7 @@ class BatchSpec:
     log_every_chunks: int | None = None
     reconcile: bool = True
     reconcile_field: str | None = None
-    reconcile_delay_seconds: float = 10.0
+    reconcile_delay_seconds: float | None = None
     bulk_import: bool = False
     multi_value_type: str | None = "WORK"
 
@@ -135,19 +136,26 @@ def run_batch_step(
     request_id: str | None = None,
     label: str = "batch",
     journal: bool = True,
+    locking: LockSettings | None = None,
 ) -> BatchOutcome:
     """Send the commands of `frame` (all, or the re-drive set) and write the results file.
 
     The stages are those of `_send_step`: plan, resume, send, publish. With `journal` (the
     default), each chunk's outcome is recorded beside the results as it arrives, and a step
     executed again after a failure resumes after the last recorded chunk (see `_journal`).
+    The step holds the lock of its asset and partition, and with `locking` that of each key
+    space it writes, as a sync does (`_send_step.lock`).
     """
     calls, keys = build_commands(spec, frame)
     run = SendRun(spec=spec, client=client, path=path, log=log, label=label, calls=calls, keys=keys,
                   key_name=result_key_name(spec.key_column), mode=mode, include_unknown=include_unknown,
                   journal=journal, request_id=request_id)  # fmt: skip
-    plan(run)
-    resume(run)
-    send(run)
-    metadata = publish(run)
+    locks = lock(run, locking or LockSettings())
+    try:
+        plan(run)
+        resume(run)
+        send(run, locks)
+        metadata = publish(run)
+    finally:
+        locks.release()
     return BatchOutcome(tally=run.tally, metadata=metadata, path=path, sent=run.tally.sent)

@@ -44,6 +44,7 @@ from b24_dagster.integration._checks_alone import (
     of_run,
     selected_only,
 )
+from b24_dagster.integration._key_space import LOCKS_FOLDER, LockSettings
 from b24_dagster.integration._sync import run_sync, sync_spec_of
 from b24_dagster.integration._sync_plan import SyncMode, SyncSpec
 from b24_dagster.integration._translator import Bitrix24AssetProps, Bitrix24Translator
@@ -69,7 +70,7 @@ class BatchAssetOptions:
     resumable: bool = True
     reconcile: bool = True
     reconcile_field: str | None = None
-    reconcile_delay_seconds: float = 10.0
+    reconcile_delay_seconds: float | None = None
     bulk_import: bool = False
     sync: SyncMode | None = None
     key_field: str | None = None
@@ -190,16 +191,33 @@ def run_rows(context: Any, config: Bitrix24BatchConfig, rows: Any, *, label: str
     client = getattr(context.resources, options.resource_key).get_client()
     if config.halt_on_error is not None:
         batch = replace(batch, halt_on_error=config.halt_on_error)
+    locking = lock_settings(context, options, label)
     if sync is not None:
         return run_sync(batch=batch, sync=sync, frame=rows, client=client, path=path, log=context.log, label=label,
                         run_id=context.run.run_id, dry_run=config.dry_run, changelog=changelog,
-                        lock_wait_seconds=options.lock_wait_seconds, rebuild_state=config.rebuild_state)  # fmt: skip
+                        lock_wait_seconds=options.lock_wait_seconds, rebuild_state=config.rebuild_state,
+                        locking=locking)  # fmt: skip
     if config.dry_run or config.rebuild_state:
         raise dg.Failure(f"{label}: dry_run and rebuild_state are for a sync, and this asset does not sync (no "
                          "key_column, or sync='send'): nothing was sent", allow_retries=False)  # fmt: skip
     return run_batch_step(spec=batch, frame=rows, client=client, path=path, log=context.log, mode=config.mode,
                           include_unknown=config.include_unknown, request_id=f"{context.run.run_id[:8]}-{label}",
-                          label=label, journal=options.resumable).metadata  # fmt: skip
+                          label=label, journal=options.resumable, locking=locking).metadata  # fmt: skip
+
+
+def lock_settings(context: Any, options: BatchAssetOptions, label: str) -> LockSettings:
+    """Where and how the step locks: the key-space locks under `<base>/.locks` of the storage
+    resource, its lease length, this run and asset (for whoever waits)."""
+    storage = getattr(context.resources, options.storage_key, None)
+    base = storage.base() if storage is not None and hasattr(storage, "base") else None
+    try:
+        asset = context.asset_key.to_user_string()
+    except Exception:  # an op: its name
+        asset = label
+    partition = str(context.partition_key) if getattr(context, "has_partition_key", False) else None
+    return LockSettings(root=base / LOCKS_FOLDER if base is not None else None, owner=context.run.run_id,
+                        asset=asset, partition=partition, wait_seconds=options.lock_wait_seconds,
+                        lease_seconds=getattr(storage, "lease_seconds", 600.0), log=context.log.info)  # fmt: skip
 
 
 def bitrix24_batch_assets(

@@ -59,6 +59,8 @@ class FrameCommands:
         digest = hashlib.sha256()
         key_parts: list[pa.Array] = []
         has_keys = True
+        #: The (method, entityTypeId) pairs the commands write (what the step locks).
+        self.targets: set[tuple[str, Any]] = set()
         for start in range(0, len(frame), slice_rows):
             try:
                 calls, keys = build(frame.iloc[start : start + slice_rows])
@@ -70,6 +72,7 @@ class FrameCommands:
                 raise ValueError(text) from exc
             for call in calls:
                 digest.update(_call_bytes(call))
+                self.targets.add(_target(call))
             if keys is None:
                 has_keys = False
             else:
@@ -115,6 +118,12 @@ class FrameCommands:
 
     def __iter__(self) -> Iterator[Any]:
         return self._iter_range(0, len(self))
+
+
+def _target(call: Any) -> tuple[str, Any]:
+    method, params = (call["method"], call.get("params")) if isinstance(call, dict) else call
+    type_id = params.get("entityTypeId") if isinstance(params, dict) else None
+    return str(method), None if type_id is None else str(type_id)
 
 
 def _call_bytes(call: Any) -> bytes:

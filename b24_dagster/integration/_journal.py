@@ -5,7 +5,7 @@ names the asset and partition):
 
     .<results>.parquet.journal/<digest>/token                this job's request id (kept on resume)
     .<results>.parquet.journal/<digest>/chunk-000000.part    one per completed chunk (Parquet)
-    .<results>.parquet.journal/<digest>/inflight-000001      written before chunk 1 is sent
+    .<results>.parquet.journal/<digest>/inflight-000001      written as chunk 1 is sent
     .<results>.parquet.journal/<digest>/done                 written once the results are published
 
 (a hidden folder and no `.parquet` names, so that a reader globbing `**/*.parquet` under
@@ -21,8 +21,16 @@ journal marked `done` is discarded, so it never blocks a new materialization.
 
 A journal of another command set is never removed unread: it is the only record of what a
 run that died sent. `unfinished()` lists them; the step either settles them by key (a sync)
-or refuses to send until the user decides. Each in-flight marker holds the time it was
-written (object stores give no file ages), which `age()` reads.
+or refuses to send until the user decides.
+
+An in-flight marker is written right before its chunk's request leaves (the client's
+`before_write` hook, after any wait for the portal's limits), and again before each repeat of
+a write of that chunk. It holds JSON (object stores give no file ages worth trusting):
+`first_sent` (when the chunk first left: the v3 replay window runs from it), `sent_at` (when
+it last left: the portal may commit it until `commit_window` after that) and, for a sync,
+`rows`: the key, action, fields hash and fields of each row of the chunk, so that a run that
+recovers it can look its creates up even when their keys have left the source. Markers of
+older versions hold a bare timestamp.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -40,7 +49,8 @@ from upath import UPath
 
 from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet
 
-__all__ = ["INTERRUPTED", "BatchJournal", "digest_of", "file_age", "in_flight_ages", "marker_age", "remove_journal"]
+__all__ = ["INTERRUPTED", "BatchJournal", "InFlight", "digest_of", "file_age", "in_flight", "marker_age",
+           "remove_journal"]
 
 INTERRUPTED = "JOURNAL_INTERRUPTED"
 
@@ -62,6 +72,7 @@ class BatchJournal:
         self.root = root if root is not None else results.with_name(f".{results.name}.journal")
         self.dir = self.root / digest
         self.token = ""
+        self._first_sent: dict[int, float] = {}
 
     def _part(self, chunk: int) -> UPath:
         return self.dir / f"chunk-{chunk:06d}.part"
@@ -91,6 +102,8 @@ class BatchJournal:
         while self._part(completed).exists():
             completed += 1
         interrupted = completed if self._marker(completed).exists() else None
+        if interrupted is not None:  # a replayed chunk keeps the time it first left
+            self._first_sent[interrupted] = _read_marker(self._marker(interrupted)).first_sent
         return completed, interrupted
 
     def _others(self, *, include_self: bool = False) -> list[UPath]:
@@ -110,13 +123,19 @@ class BatchJournal:
             yield read_parquet(self._part(chunk))
 
     def age(self, chunk: int) -> float:
-        """Seconds since `chunk` was first sent (the time its in-flight marker holds)."""
+        """Seconds since `chunk` first left (the v3 replay window runs from then)."""
         return marker_age(self._marker(chunk))
 
-    def sending(self, chunk: int) -> None:
-        """Record that `chunk` is about to be sent, and when."""
-        with self._marker(chunk).open("wb") as handle:
-            handle.write(repr(time.time()).encode())
+    def since_sent(self, chunk: int) -> float:
+        """Seconds since `chunk` last left (it may commit until `commit_window` after that)."""
+        return _read_marker(self._marker(chunk)).since_sent
+
+    def sending(self, chunk: int, rows: list[dict[str, Any]] | None = None) -> None:
+        """Record that `chunk` is leaving now (and what it writes: `rows`), in one write."""
+        now = time.time()
+        first = self._first_sent.setdefault(chunk, now)
+        body = {"first_sent": first, "sent_at": now, **({"rows": rows} if rows is not None else {})}
+        self._marker(chunk).write_bytes(json.dumps(body, default=str, ensure_ascii=False).encode())
 
     def refused(self, chunk: int) -> None:
         """Record that `chunk` was refused as a whole (not applied): it will be sent again."""
@@ -139,23 +158,51 @@ class BatchJournal:
             _remove_tree(self.root)
 
 
-def marker_age(path: UPath) -> float:
-    """Seconds since the in-flight marker `path` was written: the time it holds (journals of
-    older versions hold none: their file age); inf when it is gone or unreadable."""
+@dataclass
+class InFlight:
+    """What an in-flight marker says (see the module docstring)."""
+
+    chunk: int
+    first_sent: float
+    sent_at: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def since_sent(self) -> float:
+        """Seconds since the chunk last left (inf when unknown)."""
+        return max(0.0, time.time() - self.sent_at)
+
+
+def _read_marker(path: UPath) -> InFlight:
+    chunk = int(path.name.rpartition("-")[2]) if path.name.rpartition("-")[2].isdigit() else -1
     try:
         text = path.read_bytes().decode().strip()
     except (OSError, UnicodeDecodeError):
-        return float("inf")
+        return InFlight(chunk, float("-inf"), float("-inf"))
     try:
-        return max(0.0, time.time() - float(text))
+        body = json.loads(text)
     except ValueError:
-        return file_age(path)
+        body = None
+    if isinstance(body, dict):
+        sent = float(body.get("sent_at", body.get("first_sent", float("-inf"))))
+        return InFlight(chunk, float(body.get("first_sent", sent)), sent, list(body.get("rows") or []))
+    if isinstance(body, int | float):  # an older version: the time it was written
+        return InFlight(chunk, float(body), float(body))
+    when = time.time() - file_age(path)
+    return InFlight(chunk, when, when)
 
 
-def in_flight_ages(folder: UPath) -> list[float]:
-    """The ages of the in-flight markers of one journal folder (chunks that may have landed)."""
+def marker_age(path: UPath) -> float:
+    """Seconds since the chunk of the in-flight marker `path` first left (journals of older
+    versions: the time they hold, or their file age); inf when it is gone or unreadable."""
+    return max(0.0, time.time() - _read_marker(path).first_sent)
+
+
+def in_flight(folder: UPath) -> list[InFlight]:
+    """The in-flight markers of one journal folder (chunks that may have landed)."""
     try:
-        return [marker_age(p) for p in folder.iterdir() if p.name.startswith("inflight-")]
+        return [_read_marker(p) for p in sorted(folder.iterdir(), key=lambda p: p.name)
+                if p.name.startswith("inflight-")]
     except (FileNotFoundError, NotADirectoryError):
         return []
 

@@ -1,5 +1,8 @@
 """The one-shot batch step as stages: plan, resume, send, publish; its state in one `SendRun`.
 
+    lock      the asset's lock and that of each key space the commands write (`_key_space`),
+              the same locks a sync of those records takes; on object storage leases,
+              checked right before each write leaves
     plan      all the commands (mode `all`), or the re-drive set: the failed and not-run
               rows of the latest results, and their `unknown` creates settled by key first
     resume    the journal of an earlier execution of the same command set: its recorded
@@ -39,10 +42,19 @@ from b24_dagster.integration._batch_run import (
 from b24_dagster.integration._commands import FrameCommands
 from b24_dagster.integration._errors import scrub, to_failure
 from b24_dagster.integration._journal import INTERRUPTED, BatchJournal, digest_of, file_age
+from b24_dagster.integration._key_space import LockSettings, send_spaces, write_locks
+from b24_dagster.integration._lock import LeaseLost, LockHeldError, UnsupportedStore, WriteLocks
 from b24_dagster.integration._parquet import ParquetStreamWriter, iter_parquet_batches
-from b24_dagster.integration._reconcile import ReconcileCounts, reconcile_table, unknown_rows
+from b24_dagster.integration._reconcile import (
+    ReconcileCounts,
+    commit_window,
+    keyed_unknown,
+    reconcile_table,
+    unknown_rows,
+    wait_out_in_flight,
+)
 
-__all__ = ["CHUNK", "SendRun", "plan", "publish", "resume", "send"]
+__all__ = ["CHUNK", "SendRun", "lock", "plan", "publish", "resume", "send"]
 
 CHUNK = 50
 REPLAY_WINDOW_SECONDS = 23 * 3600
@@ -112,14 +124,35 @@ class SendRun:
         """Chunks not sent by this execution: recorded, or reconciled after an interruption."""
         return self.done + (1 if self.interrupted is not None and not self.replay else 0)
 
-    def reconciled(self, table: pa.Table, since_loss: float = 0.0) -> pa.Table:
-        """`table` with its unknown creates settled by key (when the spec reconciles)."""
+    def reconciled(self, table: pa.Table, since_sent: float = 0.0) -> pa.Table:
+        """`table` with its unknown creates settled by key (when the spec reconciles), once
+        the writes, sent `since_sent` seconds ago, can no longer commit on the portal."""
         if not self.spec.reconcile or not unknown_rows(table):
             return table
-        settle = max(0.0, self.spec.reconcile_delay_seconds - since_loss)
+        delay = self.spec.reconcile_delay_seconds
+        if keyed_unknown(table, lambda i: self.calls[i], self.spec.reconcile_field):  # else nothing to look up
+            wait_out_in_flight(self.client, since_sent=since_sent, delay=delay, log=self.log, label=self.label,
+                               what="a chunk whose outcome is unknown")  # fmt: skip
         return reconcile_table(table, lambda i: self.calls[i], self.client, field=self.spec.reconcile_field,
-                               counts=self.counts, settle_seconds=settle,
+                               counts=self.counts, resend_settle_seconds=commit_window(self.client, delay),
                                send=send_bulk(self.client) if self.spec.bulk_import else None)  # fmt: skip
+
+
+def lock(run: SendRun, settings: LockSettings) -> WriteLocks:
+    """The step's locks, taken (see the module docstring); a held one fails the step naming
+    its holder. The caller releases them when the step ends."""
+    calls = run.calls
+    targets = getattr(calls, "targets", None)
+    if targets is None:
+        targets = {(c["method"] if isinstance(c, dict) else c[0],
+                    ((c.get("params") if isinstance(c, dict) else c[1]) or {}).get("entityTypeId"))
+                   for c in calls}  # fmt: skip
+    locks = write_locks(settings, run.path, send_spaces(run.client, targets, run.spec.reconcile_field))
+    try:
+        locks.acquire()
+    except (LockHeldError, UnsupportedStore) as exc:
+        raise dg.Failure(f"{run.label}: {exc}", allow_retries=False) from None
+    return locks
 
 
 def plan(run: SendRun) -> None:
@@ -130,7 +163,7 @@ def plan(run: SendRun) -> None:
     with_unknown = run.spec.reconcile or run.include_unknown
     run.base_map, run.previous, unknown = _redrive_plan(run.path, run.calls, run.keys, run.key_name, with_unknown)
     if unknown is not None and run.spec.reconcile:  # settled by lookups first, never sent blindly
-        unknown = run.reconciled(unknown.select(run.schema.names).cast(run.schema), since_loss=file_age(run.path))
+        unknown = run.reconciled(unknown.select(run.schema.names).cast(run.schema), since_sent=file_age(run.path))
         still = pc.equal(unknown["status"], "unknown")
         run.settled = unknown.filter(pc.invert(still))
         if run.include_unknown:
@@ -165,19 +198,35 @@ def resume(run: SendRun) -> None:
             else f"; chunk {run.interrupted} was in flight: its commands are unknown until reconciled"))  # fmt: skip
 
 
-def send(run: SendRun) -> None:
-    """Write the recorded chunks, settle an interrupted one, send the rest (see the docstring)."""
+def send(run: SendRun, locks: WriteLocks) -> None:
+    """Write the recorded chunks, settle an interrupted one, send the rest (see the docstring).
+
+    Right before each write leaves (the client's `before_write`, after any wait for the
+    portal's limits) the locks are checked and the chunk's in-flight marker is stamped."""
     run.before = client_stats(run.client)
     run.next_chunk = run.skip
     run.writer.open()
+    hooked = hasattr(run.client, "before_write")
+    book = run.book
+
+    def before_write() -> None:
+        locks.check()
+        if book is not None:
+            book.sending(run.next_chunk)
+
+    previous = run.client.before_write if hooked else None
     try:
         if run.settled is not None and run.settled.num_rows:
             run.resent.append(run.settled)  # merged like the re-sent rows (lookups are in the counts)
         _replay_journal(run)
         offset = min(run.skip * run.chunk, run.n)
         if offset < run.n:
-            if run.book is not None and not run.replay:  # a replayed chunk keeps its first marker
-                run.book.sending(run.skip)
+            if hooked:
+                run.client.before_write = before_write
+            else:  # a client without the hook: checked and marked before each chunk is asked for
+                locks.check()
+                if book is not None and not run.replay:  # a replayed chunk keeps its first marker
+                    book.sending(run.skip)
             index_map = (run.base_map[offset:] if run.base_map is not None
                          else (list(range(offset, run.n)) if offset else None))  # fmt: skip
             # Lost creates are settled by the run itself, before their chunk is journaled.
@@ -186,8 +235,9 @@ def send(run: SendRun) -> None:
                 first_chunk=run.skip, reconcile=run.spec.reconcile, reconcile_field=run.spec.reconcile_field,
                 reconcile_delay_seconds=run.spec.reconcile_delay_seconds, bulk_import=run.spec.bulk_import)  # fmt: skip
             stream_chunks(chunks, keys=run.keys, index_map=index_map, schema=run.schema,
-                          on_chunk=lambda table: _on_chunk(run, table))  # fmt: skip
+                          on_chunk=lambda table: _on_chunk(run, table, locks, hooked))  # fmt: skip
             run.counts.add(chunks.run_stats)
+            locks.check()  # a rival that took the lease over settles our journal instead
         _flush(run)
         if run.previous is not None:
             _merge(run.previous, run.resent, run.writer, run.tally)
@@ -195,6 +245,11 @@ def send(run: SendRun) -> None:
     except dg.Failure:
         run.writer.abort()
         raise
+    except LeaseLost as exc:
+        run.writer.abort()
+        raise dg.Failure(f"{run.label}: {exc} ({run.tally.sent} of {run.n} commands sent; nothing published: "
+                         "the journal tells the next run what was sent)",
+                         metadata={"commands_sent": run.tally.sent}) from None  # fmt: skip
     except Exception as exc:
         run.writer.abort()
         failure = to_failure(exc, f"{run.label}: the Bitrix24 batch stopped after {run.tally.sent} of {run.n} "
@@ -202,6 +257,9 @@ def send(run: SendRun) -> None:
         if type(exc).__module__.startswith("b24_dagster"):
             raise failure from exc  # our errors are redacted at the source
         raise failure from None
+    finally:
+        if hooked:
+            run.client.before_write = previous
 
 
 def _replay_journal(run: SendRun) -> None:
@@ -212,7 +270,7 @@ def _replay_journal(run: SendRun) -> None:
         _emit(run, part.cast(run.schema), sent=False)
     if run.interrupted is not None and not run.replay:
         lost = _interrupted_rows(run.to_send, run.base_map, run.keys, run.schema, run.interrupted, run.chunk)
-        lost = run.reconciled(lost, since_loss=run.book.age(run.interrupted))
+        lost = run.reconciled(lost, since_sent=run.book.since_sent(run.interrupted))
         run.book.completed(run.interrupted, lost)
         _emit(run, lost, sent=False)
 
@@ -234,7 +292,7 @@ def _flush(run: SendRun) -> None:
         run.pending.clear()
 
 
-def _on_chunk(run: SendRun, table: pa.Table) -> None:
+def _on_chunk(run: SendRun, table: pa.Table, locks: WriteLocks, hooked: bool) -> None:
     number = run.next_chunk
     try:
         _fail_on_whole_chunk_auth_error(table, run.label, run.tally.sent)
@@ -248,8 +306,10 @@ def _on_chunk(run: SendRun, table: pa.Table) -> None:
     run.guard.check(table, sent=run.tally.sent + table.num_rows, total=run.n)
     run.next_chunk += 1
     _emit(run, table, sent=True)
-    if run.book is not None and number + 1 < run.total_chunks:
-        run.book.sending(number + 1)  # the generator sends the next chunk when asked for it
+    if not hooked and number + 1 < run.total_chunks:  # the generator sends the next chunk when asked for it
+        locks.check()
+        if run.book is not None:
+            run.book.sending(number + 1)
     every = run.spec.log_every_chunks or max(1, run.total_chunks // 100)
     if run.tally.chunks % every == 0 or run.tally.chunks == run.total_chunks:
         summary = ", ".join(f"{c['counts']} {c['values']}" for c in pc.value_counts(table["status"]).to_pylist())

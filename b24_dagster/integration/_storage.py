@@ -8,6 +8,8 @@ The base is, in order: the resource's `base_path`, the environment variable
 each process happens to start in, a run from elsewhere would find neither the results nor the
 sync state. The demo prints the base and the dbt project reads the same variable.
 
+The write steps' locks live under the base too (`<base>/.locks/`, see `_key_space`).
+
 Layout under the base: one file per asset and partition,
 
     <base>/<asset key parts joined by />.parquet                 unpartitioned
@@ -101,6 +103,14 @@ class Bitrix24Storage(dg.ConfigurableIOManager):
     storage_options: dict[str, str] = Field(
         default_factory=dict,
         description="Options for the fsspec filesystem (e.g. endpoint_url, anon), if any.",
+    )
+    lease_seconds: float = Field(
+        default=600.0,
+        description=(
+            "Object storage: how long the lease of a write step lasts without a refresh. Its "
+            "holder refreshes it every lease_seconds/6 and stops sending before it could end; "
+            "a holder lost on another host blocks the next execution this long at most."
+        ),
     )
 
     _instance_base: str | None = PrivateAttr(default=None)

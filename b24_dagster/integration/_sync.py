@@ -23,6 +23,7 @@ from b24_dagster.errors import ConfigurationError
 from b24_dagster.integration._batch_core import BatchSpec, build_commands, result_key_name
 from b24_dagster.integration._batch_run import client_stats
 from b24_dagster.integration._changelog import Changelog
+from b24_dagster.integration._key_space import LockSettings
 from b24_dagster.integration._sync_fields import check_fields, mapping_digest
 from b24_dagster.integration._sync_plan import SyncMode, SyncSpec
 from b24_dagster.integration._sync_step import SyncRun, run_sync_step, sync_calls
@@ -104,7 +105,8 @@ def sync_spec_of(method: str | None, key_column: str | None, options: SyncOption
 
 def run_sync(*, batch: BatchSpec, sync: SyncSpec, frame: Any, client: Any, path: UPath, log: Any,
              label: str, run_id: str, dry_run: bool, lock_wait_seconds: float,
-             rebuild_state: bool = False, changelog: Changelog | None = None) -> dict[str, Any]:  # fmt: skip
+             rebuild_state: bool = False, changelog: Changelog | None = None,
+             locking: LockSettings | None = None) -> dict[str, Any]:  # fmt: skip
     """Check the rows against the portal's fields, build their commands, run the sync step."""
     entity = crm_entity_of(sync.create_method, batch.params)
     before = client_stats(client)
@@ -130,4 +132,4 @@ def run_sync(*, batch: BatchSpec, sync: SyncSpec, frame: Any, client: Any, path:
                   portal=client.webhook.origin, mapping=mapping_digest(entity, checked.targets, sync.key_field,
                                                                        sync.multi_value))  # fmt: skip
     return run_sync_step(run, dry_run=dry_run, owner=run_id, lock_wait_seconds=lock_wait_seconds,
-                         rebuild_state=rebuild_state)  # fmt: skip
+                         rebuild_state=rebuild_state, locking=locking)  # fmt: skip

@@ -2,9 +2,11 @@
 
     prepare   the source rows become create commands, each carrying its key, checked against
               the portal's fields (`_sync_fields`: one read, which also proves the webhook)
-    lock      one execution per asset and partition (`_lock`)
+    lock      one execution per asset and partition, and one writer per key space (`_lock`,
+              `_key_space`); on object storage a lease, checked before each write leaves
     recover   journals of runs that died are read into the state, after waiting out any
-              chunk that may still be running on the portal (`_journal`)
+              chunk that may still be running on the portal (`_journal`); the creates of a
+              chunk that was in flight are looked up by the keys its marker names
     plan      rows matched to records by key and compared with them (`_sync_plan`)
     dry run   the plan, with each field's old and new value, is written beside the results;
               nothing else changes
@@ -32,6 +34,7 @@ import pyarrow.compute as pc
 from upath import UPath
 
 from b24_dagster.client._bulk import BULK_CHUNK
+from b24_dagster.client._lookup import find_by_keys, id_of, list_method_of
 from b24_dagster.integration._batch_run import (
     RESULT_SCHEMA,
     BatchTally,
@@ -44,9 +47,11 @@ from b24_dagster.integration._batch_run import (
 )
 from b24_dagster.integration._changelog import Changelog, ChangeRow
 from b24_dagster.integration._errors import scrub, to_failure
-from b24_dagster.integration._journal import BatchJournal, in_flight_ages, remove_journal
-from b24_dagster.integration._lock import LockHeldError, StepLock
+from b24_dagster.integration._journal import BatchJournal, in_flight, remove_journal
+from b24_dagster.integration._key_space import LockSettings, sync_space, write_locks
+from b24_dagster.integration._lock import LeaseLost, LockHeldError, UnsupportedStore, WriteLocks
 from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet, uri_of
+from b24_dagster.integration._reconcile import wait_out_in_flight
 from b24_dagster.integration._send_step import CHUNK, ROW_GROUP_ROWS
 from b24_dagster.integration._sync_fields import FieldCheck
 from b24_dagster.integration._sync_plan import (
@@ -95,7 +100,7 @@ class SyncRun:
     keys: list[str]
     key_name: str
     halt_on_error: bool = False
-    reconcile_delay_seconds: float = 10.0
+    reconcile_delay_seconds: float | None = None
     request_id: str | None = None
     bulk_import: bool = False
     fields: FieldCheck | None = None
@@ -133,16 +138,20 @@ class SyncRun:
 
 
 def run_sync_step(run: SyncRun, *, dry_run: bool = False, owner: str = "", lock_wait_seconds: float = 0.0,
-                  rebuild_state: bool = False) -> dict[str, Any]:  # fmt: skip
+                  rebuild_state: bool = False, locking: LockSettings | None = None) -> dict[str, Any]:  # fmt: skip
     """Run the stages of the module docstring; returns the step's metadata.
 
     `rebuild_state` ignores the state file (and journals that cannot be read): every row is read
-    from the portal by key and compared, and records already right get no write.
+    from the portal by key and compared, and records already right get no write. `locking` says
+    where the key-space locks live (`<base>/.locks`); without it only the asset's own lock is
+    taken. A dry run sends nothing and takes the asset's lock only.
     """
-    lock = StepLock(sync_folder(run.path) / "lock", owner=owner, wait_seconds=lock_wait_seconds)
+    settings = locking or LockSettings(owner=owner, wait_seconds=lock_wait_seconds)
+    space = sync_space(run.client, run.sync.create_method, run.sync.matched_on, run.extra_params)
+    locks = write_locks(settings, run.path, [] if dry_run else [space])
     try:
-        lock.acquire()
-    except LockHeldError as exc:
+        locks.acquire()
+    except (LockHeldError, UnsupportedStore) as exc:
         raise dg.Failure(f"{run.label}: {exc}", allow_retries=False) from None
     try:
         run.before = run.before or client_stats(run.client)  # the field stage's reads count too
@@ -151,7 +160,8 @@ def run_sync_step(run: SyncRun, *, dry_run: bool = False, owner: str = "", lock_
         run.plan = plan(run)
         if dry_run:
             return publish_plan(run)
-        send(run, lock)
+        send(run, locks)
+        _still_ours(run, locks)  # a rival that took the lease over settles our journal instead
         metadata = publish(run)
         for folder in journals:  # settled: the state now holds what they recorded
             remove_journal(folder)
@@ -159,7 +169,14 @@ def run_sync_step(run: SyncRun, *, dry_run: bool = False, owner: str = "", lock_
             run.journal.finish()
         return metadata
     finally:
-        lock.release()
+        locks.release()
+
+
+def _still_ours(run: SyncRun, locks: WriteLocks) -> None:
+    try:
+        locks.check()
+    except LeaseLost as exc:
+        raise dg.Failure(f"{run.label}: {exc}; nothing published (the journal tells the next run what was sent)") from None
 
 
 def load_state(run: SyncRun, rebuild: bool = False) -> None:
@@ -181,14 +198,20 @@ def load_state(run: SyncRun, rebuild: bool = False) -> None:
 
 
 def recover(run: SyncRun, rebuild: bool = False) -> list[UPath]:
-    """Read the journals of runs that died into the state (what they sent is on the portal)."""
+    """Read the journals of runs that died into the state (what they sent is on the portal).
+
+    A chunk one of them had in flight may still be running on the portal: the lookups wait
+    until it can no longer commit (`wait_out_in_flight`). Its creates are then looked up by
+    the keys its marker names, whether or not the source still holds them, so that a record
+    it made enters the state (and `delete_missing` can delete it later).
+    """
     probe = BatchJournal(run.path, "-", root=run.journal_root)
     folders = probe.unfinished()
-    waits = [run.reconcile_delay_seconds - age for f in folders for age in in_flight_ages(f)]
-    if waits and max(waits) > 0:  # a chunk of a dead run may still be running on the portal
-        run.log.info(f"{run.label}: a run that died had a chunk in flight; waiting {max(waits):.1f} s "
-                     "before looking its records up")  # fmt: skip
-        time.sleep(max(waits))
+    flying = [marker for folder in folders for marker in in_flight(folder)]
+    if flying:
+        wait_out_in_flight(run.client, since_sent=min(m.since_sent for m in flying),
+                           delay=run.reconcile_delay_seconds, log=run.log, label=run.label)  # fmt: skip
+    recorded: set[str] = set()
     for folder in folders:
         for part in sorted(p for p in folder.iterdir() if p.name.endswith(".part")):
             try:
@@ -210,11 +233,39 @@ def recover(run: SyncRun, rebuild: bool = False) -> list[UPath]:
                 else:
                     run.state.record(key, status=status, portal_id=portal_id, sent_hash=hashed, sent_fields=fields,
                                      attempt=own_error(status, code))  # fmt: skip
+                recorded.add(key)
                 run.recovered += 1
             run.recovered_changes.extend(_logged_changes(table))
+    creates = {row["key"]: row for marker in flying for row in marker.rows
+               if row.get("action") == "create" and row.get("key") not in recorded}  # fmt: skip
+    if creates:
+        _find_in_flight_creates(run, creates)
     if folders:
         run.log.info(f"{run.label}: {run.recovered} outcomes read from {len(folders)} journals of runs that died")
     return folders
+
+
+def _find_in_flight_creates(run: SyncRun, creates: dict[str, dict[str, Any]]) -> None:
+    """Put the creates of an interrupted chunk that landed into the state, found by key."""
+    spec = run.sync
+    if not spec.key_field:  # matched by e-mail or phone: the plan looks the source rows up
+        return
+    found = find_by_keys(run.client, list_method_of(spec.create_method), sorted(creates), key_field=spec.key_field,
+                         originator_field=spec.originator_field, originator=spec.originator,
+                         params=run.extra_params)  # fmt: skip
+    if found.failed:
+        raise dg.Failure(f"{run.label}: the lookups of {len(found.failed)} keys of a chunk a run that died had in "
+                         f"flight failed ({scrub(str(found.error))}); nothing was sent")  # fmt: skip
+    landed = 0
+    for key, row in creates.items():
+        records = found.records.get(key) or []
+        if len(records) == 1:  # several: not ours alone; the plan calls the row ambiguous
+            run.state.record(key, status="ok", portal_id=id_of(records[0]), sent_hash=row.get("fields_hash"),
+                             sent_fields=row.get("fields_json"))  # fmt: skip
+            landed += 1
+            run.recovered += 1
+    run.log.info(f"{run.label}: of {len(creates)} creates in flight when a run died, {landed} landed "
+                 f"(now in the state), {len(creates) - landed} did not")  # fmt: skip
 
 
 def own_error(status: str, code: str | None) -> bool:
@@ -260,8 +311,12 @@ def publish_plan(run: SyncRun) -> dict[str, Any]:
     return metadata
 
 
-def send(run: SyncRun, lock: StepLock) -> None:
-    """Send the plan's commands, journaling each chunk; stop when the portal stays silent."""
+def send(run: SyncRun, locks: WriteLocks) -> None:
+    """Send the plan's commands, journaling each chunk; stop when the portal stays silent.
+
+    Right before each write leaves (the client's `before_write`, after any wait for the
+    portal's limits) the locks are checked and the chunk's in-flight marker is written with
+    the time and the rows it carries."""
     plan_ = run.plan
     assert plan_ is not None
     if not plan_.commands:
@@ -272,25 +327,53 @@ def send(run: SyncRun, lock: StepLock) -> None:
         plan_.commands, halt_on_error=run.halt_on_error, request_id=run.request_id,
         reconcile=run.sync.key_field is not None, reconcile_field=run.sync.key_field,
         reconcile_delay_seconds=run.reconcile_delay_seconds, bulk_import=run.bulk_import)  # fmt: skip
-    run.journal.sending(0)
     run.run_stats = getattr(chunks, "stats", None)
+    hooked = hasattr(run.client, "before_write")
+    journal = run.journal
+
+    def before_write() -> None:
+        locks.check()
+        journal.sending(run.next_chunk, _chunk_rows(run, run.next_chunk))
+
+    if hooked:
+        previous, run.client.before_write = run.client.before_write, before_write
+    else:  # a client without the hook: checked and marked before each chunk is asked for
+        locks.check()
+        journal.sending(0, _chunk_rows(run, 0))
     try:
         stream_chunks(chunks, keys=None, index_map=None, schema=RESULT_SCHEMA,
-                      on_chunk=lambda table: _on_chunk(run, lock, table))  # fmt: skip
+                      on_chunk=lambda table: _on_chunk(run, locks, table, hooked))  # fmt: skip
     except dg.Failure:
         raise
+    except LeaseLost as exc:
+        raise dg.Failure(f"{run.label}: {exc} ({len(run.outcomes)} of {len(plan_.commands)} commands sent; "
+                         "nothing published: the journal tells the next run what was sent)") from None  # fmt: skip
     except Exception as exc:
         raise to_failure(exc, f"{run.label}: the sync stopped after {len(run.outcomes)} of "
                               f"{len(plan_.commands)} commands (nothing published)") from exc  # fmt: skip
+    finally:
+        if hooked:
+            run.client.before_write = previous
 
 
-def _on_chunk(run: SyncRun, lock: StepLock, table: pa.Table) -> None:
+def _chunk_rows(run: SyncRun, number: int) -> list[dict[str, Any]]:
+    """What chunk `number` writes, as its in-flight marker records it."""
+    plan_ = run.plan
+    assert plan_ is not None
+    size = BULK_CHUNK if run.bulk_import else CHUNK
+    return [{"key": plan_.keys[r], "action": plan_.actions[r], "portal_id": plan_.portal_ids[r],
+             "fields_hash": plan_.hashes[r], "fields_json": plan_.sent_fields[r]}
+            for r in plan_.command_rows[number * size:(number + 1) * size]]  # fmt: skip
+
+
+def _on_chunk(run: SyncRun, locks: WriteLocks, table: pa.Table, hooked: bool) -> None:
     assert run.plan is not None and run.journal is not None
     _record_chunk(run, run.journal, run.next_chunk, table)
     run.next_chunk += 1
-    if run.next_chunk * (BULK_CHUNK if run.bulk_import else CHUNK) < len(run.plan.commands):
-        run.journal.sending(run.next_chunk)  # the client sends the next chunk when asked for it
-    lock.refresh()
+    more = run.next_chunk * (BULK_CHUNK if run.bulk_import else CHUNK) < len(run.plan.commands)
+    if more and not hooked:  # the client sends the next chunk when asked for it
+        locks.check()
+        run.journal.sending(run.next_chunk, _chunk_rows(run, run.next_chunk))
 
 
 def _record_chunk(run: SyncRun, journal: BatchJournal, number: int, table: pa.Table) -> None:

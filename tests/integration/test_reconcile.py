@@ -20,6 +20,7 @@ from b24_dagster.integration import (
     Bitrix24Resource,
     build_bitrix24_batch_asset,
 )
+from b24_dagster.integration._journal import BatchJournal
 from b24_dagster.integration._reconcile import ReconcileCounts, reconcile_table
 from tests.integration.test_batch_asset import ASSET, checks, leads, run
 from tests.integration.test_resume import _crash_at
@@ -74,16 +75,16 @@ def test_interrupted_chunk_is_reconciled_not_resent(b24_emulator, resources, bas
 
 
 def _crash_before(monkeypatch, chunk: int) -> None:
-    """Make the run stop just before chunk `chunk` is sent (its in-flight marker is written)."""
-    real = Bitrix24Client.batch_by_chunk
+    """Make the run stop as chunk `chunk` leaves: its in-flight marker is written (the
+    request may have gone, as far as the journal can tell), the request is not sent."""
+    real = BatchJournal.sending
 
-    def crashing(self, calls, *args, **kwargs):
-        for index, result in enumerate(real(self, calls, *args, **kwargs)):
-            yield result
-            if index + 1 == chunk:
-                raise RuntimeError("worker lost")
+    def crashing(self, number, *args, **kwargs):
+        real(self, number, *args, **kwargs)
+        if number == chunk:
+            raise RuntimeError("worker lost")
 
-    monkeypatch.setattr(Bitrix24Client, "batch_by_chunk", crashing)
+    monkeypatch.setattr(BatchJournal, "sending", crashing)
 
 
 def test_interrupted_chunk_not_landed_is_resent(b24_emulator, resources, base, instance, monkeypatch):
