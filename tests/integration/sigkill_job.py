@@ -8,6 +8,13 @@ Idempotency-Key and replayed).
 
 Run by `test_sigkill_resume.py` as a child process that the test kills with SIGKILL; run
 again, it resumes from the journal. Exit code 0 when the materialization succeeded.
+
+More knobs, each read from the environment (unset: the default):
+`SIGKILL_ROWS` (800), `SIGKILL_SKIP_ROWS` (keys `K<first>..` start there), `SIGKILL_ASSET`
+(`row_import`), `SIGKILL_DELETE_MISSING` (1: `delete_missing=True, max_delete_share=0.5`),
+`SIGKILL_RECONCILE_DELAY` (0.5; `none`: the portal's bound), `SIGKILL_REQUEST_LIMIT` and
+`SIGKILL_READ_TIMEOUT` (the resource's, seconds), `SIGKILL_LOCK_WAIT` (lock_wait_seconds),
+`SIGKILL_LEASE_SECONDS` (the storage's lease).
 """
 
 from __future__ import annotations
@@ -22,20 +29,22 @@ from b24_dagster.integration import Bitrix24Resource, Bitrix24Storage, build_bit
 
 ROWS = 800
 API = int(os.environ.get("SIGKILL_JOB_API", "2"))
+_ENV = os.environ.get
+_DELAY = _ENV("SIGKILL_RECONCILE_DELAY", "0.5")
 
 
-def frame(rows: int = ROWS) -> pd.DataFrame:
-    """`rows` source rows, each with a unique key."""
+def frame(rows: int = ROWS, first: int = 0) -> pd.DataFrame:
+    """`rows` source rows, each with a unique key (`K<first>` on)."""
     return pd.DataFrame({
-        "external_id": [f"K{i:05d}" for i in range(rows)],
-        "title": [f"Row K{i:05d}" for i in range(rows)],
+        "external_id": [f"K{i:05d}" for i in range(first, first + rows)],
+        "title": [f"Row K{i:05d}" for i in range(first, first + rows)],
     })  # fmt: skip
 
 
 @dg.asset(name="rows_csv")
 def rows_csv() -> pd.DataFrame:
     """The source rows."""
-    return frame()
+    return frame(int(_ENV("SIGKILL_ROWS", ROWS)), int(_ENV("SIGKILL_SKIP_ROWS", 0)))
 
 
 if API == 3:
@@ -45,9 +54,12 @@ if API == 3:
     )  # fmt: skip
 else:
     target = build_bitrix24_batch_asset(
-        name="row_import", method="crm.lead.add", source="rows_csv", reconcile_delay_seconds=0.5,
+        name=_ENV("SIGKILL_ASSET", "row_import"), method="crm.lead.add", source="rows_csv",
+        reconcile_delay_seconds=None if _DELAY == "none" else float(_DELAY),
         fields={"title": "TITLE", "external_id": "ORIGIN_ID"}, key_column="external_id",
         sync=os.environ.get("SIGKILL_SYNC", "send"),  # type: ignore[arg-type]
+        lock_wait_seconds=float(_ENV("SIGKILL_LOCK_WAIT", 0)),
+        **({"delete_missing": True, "max_delete_share": 0.5} if _ENV("SIGKILL_DELETE_MISSING") else {}),
     )  # fmt: skip
 
 
@@ -56,8 +68,9 @@ def main() -> int:
     resources = {
         "bitrix24": Bitrix24Resource(webhook_url=dg.EnvVar("BITRIX24_WEBHOOK_URL"), api_version=API,
                                      requests_per_second=None, share_limits=False, max_retries=2,
-                                     backoff_seconds=0.01),
-        "bitrix24_storage": Bitrix24Storage(),
+                                     backoff_seconds=0.01, read_timeout=float(_ENV("SIGKILL_READ_TIMEOUT", 60)),
+                                     request_time_limit_seconds=float(_ENV("SIGKILL_REQUEST_LIMIT", 60))),
+        "bitrix24_storage": Bitrix24Storage(lease_seconds=float(_ENV("SIGKILL_LEASE_SECONDS", 600))),
     }  # fmt: skip
     with dg.DagsterInstance.get() as instance:
         result = dg.materialize([rows_csv, target], resources=resources, instance=instance,

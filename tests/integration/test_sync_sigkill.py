@@ -16,6 +16,7 @@ created again. The three points:
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -115,3 +116,101 @@ def test_two_executions_at_once_never_send_twice(b24_emulator, tmp_path):
     loser = next(err for rc, err in outcomes if rc == 1)
     assert "another execution of this asset and partition is running" in loser
     assert _keys_on_portal(b24_emulator, 2) == Counter({key: 1 for key in frame(ROWS)["external_id"]})
+
+
+# -- the audit's cases (issue 22): each of these sent records twice or lost them before --------
+
+
+def _env(emulator, tmp_path: Path, name: str, **extra: str) -> dict[str, str]:
+    home = tmp_path / f"home-{name}"
+    home.mkdir(exist_ok=True)
+    return dict(os.environ, DAGSTER_HOME=str(home), BITRIX24_WEBHOOK_URL=emulator.webhook_url, PYTHONPATH=str(ROOT),
+                SIGKILL_JOB_API="2", SIGKILL_SYNC="upsert", **{BASE_ENV: str(tmp_path / "data")}, **extra)  # fmt: skip
+
+
+def _finish(proc, timeout: float = 120) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err.decode()
+
+
+def test_two_assets_sharing_keys_started_together_never_send_twice(b24_emulator, tmp_path):
+    """Before: the lock was per asset and partition, so two assets syncing the same 800 keys
+    into leads ran at once and both created them (the audit: 2,000 records for 1,000 keys).
+    Now each holds the lock of the key space (portal, crm.lead, ORIGIN_ID): started together,
+    one fails naming the other; with lock_wait_seconds the second waits, then finds every
+    record and creates none."""
+    b24_emulator.configure(latency=0.3)  # about 6 s of writes: the two overlap
+    procs = [_start(_env(b24_emulator, tmp_path, name, SIGKILL_ASSET=name)) for name in ("row_import", "row_copy")]
+    outcomes = [_finish(proc) for proc in procs]
+    assert _keys_on_portal(b24_emulator, 2) == Counter({key: 1 for key in frame(ROWS)["external_id"]})
+    assert sorted(rc for rc, _ in outcomes) == [0, 1], [err[-2000:] for _, err in outcomes]
+    loser = next(err for rc, err in outcomes if rc == 1)
+    assert "another execution is writing crm.lead records keyed by ORIGIN_ID on http://127.0.0.1" in loser
+    winner = "row_copy" if "asset bitrix24/row_copy" in loser else "row_import"
+    assert f"asset bitrix24/{winner}" in loser  # named, with its run id, host and pid
+
+    # Waiting instead of failing: the second runs after the first, and finds every record.
+    b24_emulator.reset()
+    b24_emulator.configure(latency=0.3)
+    procs = [_start(_env(b24_emulator, tmp_path, f"{name}-2", SIGKILL_ASSET=f"{name}_2", SIGKILL_LOCK_WAIT="120"))
+             for name in ("row_import", "row_copy")]  # fmt: skip
+    outcomes = [_finish(proc) for proc in procs]
+    assert [rc for rc, _ in outcomes] == [0, 0], [err[-2000:] for _, err in outcomes]
+    assert any("waiting for the lock of crm.lead records keyed by ORIGIN_ID" in err for _, err in outcomes)
+    assert _keys_on_portal(b24_emulator, 2) == Counter({key: 1 for key in frame(ROWS)["external_id"]})
+
+
+def test_a_chunk_held_past_the_old_reconcile_delay_is_waited_out_then_found(b24_emulator, tmp_path):
+    """Before: a run that recovered a dead run's chunk looked its keys up 10 s
+    (`reconcile_delay_seconds`) after it was sent; a chunk the portal still ran (the audit: held
+    15 s) was not found, created again, then committed: 50 keys twice, reported ok. Now the
+    lookup waits until the chunk can no longer commit: the portal's request time limit (here
+    15 s, as set on the resource, with a 15 s read timeout) plus a margin, said in the log."""
+    rows = 100
+    env = _env(b24_emulator, tmp_path, "held", SIGKILL_ROWS=str(rows), SIGKILL_RECONCILE_DELAY="none",
+               SIGKILL_REQUEST_LIMIT="15", SIGKILL_READ_TIMEOUT="15")  # fmt: skip
+    # the 1st batch is the lookup of the 100 keys; the 2nd, chunk 0, is held 12 s (> 10 s)
+    b24_emulator.faults.configure(FaultSettings(slow=FaultRule(requests=(2, 2), delay=12.0, methods=frozenset({"batch"}))))
+    logged = len(b24_emulator.request_log)
+    proc = _start(env)
+    _wait_for(proc, lambda: _held(b24_emulator, logged) > 0, "chunk 0 held by the portal")
+    _kill(proc)
+    held_at = time.monotonic()
+    assert b24_emulator.counts().get("lead", 0) == 0
+
+    b24_emulator.faults.configure(None)
+    proc = _start(env)
+    rc, err = _finish(proc)
+    assert rc == 0, err[-3000:]
+    assert _keys_on_portal(b24_emulator, 2) == Counter({key: 1 for key in frame(rows)["external_id"]})
+    assert time.monotonic() - held_at >= 12  # the rerun ended after the held chunk committed
+    assert "may still be running on the portal" in err and "waiting" in err
+
+
+def test_keys_of_an_interrupted_chunk_dropped_from_the_source_are_deleted_later(b24_emulator, tmp_path):
+    """Before: records a killed run created, but had not journaled, never entered the state,
+    so once their keys left the source `delete_missing` never removed them (the audit: 10 left
+    for good, every later run green). Now the in-flight marker names the chunk's keys: the
+    next run looks them up, puts the records into the state, and deletes them."""
+    env = _env(b24_emulator, tmp_path, "del", SIGKILL_ROWS="100", SIGKILL_DELETE_MISSING="1")
+    rc, err = _finish(_start(env))
+    assert rc == 0, err[-3000:]
+    assert b24_emulator.counts()["lead"] == 100
+
+    # 10 more rows: one chunk of 10 creates, held by the portal; the job dies meanwhile.
+    b24_emulator.faults.configure(FaultSettings(slow=FaultRule(every=1, delay=2.0, methods=frozenset({"batch"}))))
+    logged = len(b24_emulator.request_log)
+    proc = _start({**env, "SIGKILL_ROWS": "110"})
+    _wait_for(proc, lambda: _held(b24_emulator, logged) > 0 and any(
+        p.name.startswith("inflight-") for d in _journals(tmp_path / "data") for p in d.iterdir()), "the chunk held")
+    _kill(proc)
+    wait_for(lambda: _held(b24_emulator, logged) == 0, "the held chunk to run after the kill", timeout=10)
+    b24_emulator.faults.configure(None)
+    assert b24_emulator.counts()["lead"] == 110
+
+    # The 10 rows leave the source again: their records are found by key and deleted.
+    rc, err = _finish(_start(env))
+    assert rc == 0, err[-3000:]
+    assert _keys_on_portal(b24_emulator, 2) == Counter({key: 1 for key in frame(100)["external_id"]})
+    table = pq.read_table(tmp_path / "data" / "bitrix24" / "row_import.parquet")
+    assert Counter(table["action"].to_pylist()) == Counter({"unchanged": 100, "delete": 10})
