@@ -29,7 +29,7 @@ from upath import UPath
 
 from b24_dagster.integration._lock import StepLock, WriteLocks
 
-__all__ = ["LOCKS_FOLDER", "KeySpace", "LockSettings", "asset_lock_path", "portal_of", "send_spaces", "sync_space",
+__all__ = ["LOCKS_FOLDER", "KeySpace", "LockSettings", "asset_lock_path", "entity_of", "portal_of", "send_spaces", "sync_space",
            "write_locks"]
 
 _ITEM_ENTITIES = {1: "crm.lead", 2: "crm.deal", 3: "crm.contact", 4: "crm.company", 7: "crm.quote"}
