@@ -152,7 +152,7 @@ def run_batch_step(
                   journal=journal, request_id=request_id)  # fmt: skip
     locks = lock(run, locking or LockSettings())
     try:
-        plan(run)
+        plan(run, locks)
         resume(run)
         send(run, locks)
         metadata = publish(run)

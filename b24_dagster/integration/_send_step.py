@@ -18,8 +18,9 @@ A step that fails publishes nothing: the last good results stay.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,7 @@ from b24_dagster.integration._reconcile import (
     wait_out_in_flight,
 )
 
-__all__ = ["CHUNK", "SendRun", "lock", "plan", "publish", "resume", "send"]
+__all__ = ["CHUNK", "SendRun", "lock", "plan", "publish", "resume", "send", "writes_checked"]
 
 CHUNK = 50
 REPLAY_WINDOW_SECONDS = 23 * 3600
@@ -143,10 +144,9 @@ def lock(run: SendRun, settings: LockSettings) -> WriteLocks:
     its holder. The caller releases them when the step ends."""
     calls = run.calls
     targets = getattr(calls, "targets", None)
-    if targets is None:
-        targets = {(c["method"] if isinstance(c, dict) else c[0],
-                    ((c.get("params") if isinstance(c, dict) else c[1]) or {}).get("entityTypeId"))
-                   for c in calls}  # fmt: skip
+    if targets is None:  # a plain list of calls
+        pairs = ((c["method"], c.get("params")) if isinstance(c, dict) else (c[0], c[1]) for c in calls)
+        targets = {(m, p.get("entityTypeId") if isinstance(p, dict) else None) for m, p in pairs}
     locks = write_locks(settings, run.path, send_spaces(run.client, targets, run.spec.reconcile_field))
     try:
         locks.acquire()
@@ -155,7 +155,7 @@ def lock(run: SendRun, settings: LockSettings) -> WriteLocks:
     return locks
 
 
-def plan(run: SendRun) -> None:
+def plan(run: SendRun, locks: WriteLocks | None = None) -> None:
     """Choose the commands: all of them, or the re-drive set (see the module docstring)."""
     if run.mode != "redrive":
         run.to_send = run.calls
@@ -163,7 +163,8 @@ def plan(run: SendRun) -> None:
     with_unknown = run.spec.reconcile or run.include_unknown
     run.base_map, run.previous, unknown = _redrive_plan(run.path, run.calls, run.keys, run.key_name, with_unknown)
     if unknown is not None and run.spec.reconcile:  # settled by lookups first, never sent blindly
-        unknown = run.reconciled(unknown.select(run.schema.names).cast(run.schema), since_sent=file_age(run.path))
+        with writes_checked(run.client, locks.check if locks is not None else None):  # its re-sends
+            unknown = run.reconciled(unknown.select(run.schema.names).cast(run.schema), since_sent=file_age(run.path))
         still = pc.equal(unknown["status"], "unknown")
         run.settled = unknown.filter(pc.invert(still))
         if run.include_unknown:
@@ -206,7 +207,6 @@ def send(run: SendRun, locks: WriteLocks) -> None:
     run.before = client_stats(run.client)
     run.next_chunk = run.skip
     run.writer.open()
-    hooked = hasattr(run.client, "before_write")
     book = run.book
 
     def before_write() -> None:
@@ -214,52 +214,61 @@ def send(run: SendRun, locks: WriteLocks) -> None:
         if book is not None:
             book.sending(run.next_chunk)
 
-    previous = run.client.before_write if hooked else None
+    with writes_checked(run.client, before_write) as hooked:
+        try:
+            if run.settled is not None and run.settled.num_rows:
+                run.resent.append(run.settled)  # merged like the re-sent rows (lookups are in the counts)
+            _replay_journal(run)
+            offset = min(run.skip * run.chunk, run.n)
+            if offset < run.n:
+                if not hooked:  # a client without the hook: checked and marked before each chunk is asked for
+                    locks.check()
+                    if book is not None and not run.replay:  # a replayed chunk keeps its first marker
+                        book.sending(run.skip)
+                index_map = (run.base_map[offset:] if run.base_map is not None
+                             else (list(range(offset, run.n)) if offset else None))  # fmt: skip
+                # Lost creates are settled by the run itself, before their chunk is journaled.
+                chunks = run.client.batch_by_chunk(
+                    run.to_send[offset:], halt_on_error=run.spec.halt_on_error, request_id=run.request_id,
+                    first_chunk=run.skip, reconcile=run.spec.reconcile, reconcile_field=run.spec.reconcile_field,
+                    reconcile_delay_seconds=run.spec.reconcile_delay_seconds, bulk_import=run.spec.bulk_import)  # fmt: skip
+                stream_chunks(chunks, keys=run.keys, index_map=index_map, schema=run.schema,
+                              on_chunk=lambda table: _on_chunk(run, table, locks, hooked))  # fmt: skip
+                run.counts.add(chunks.run_stats)
+                locks.check()  # a rival that took the lease over settles our journal instead
+            _flush(run)
+            if run.previous is not None:
+                _merge(run.previous, run.resent, run.writer, run.tally)
+            run.writer.close()
+        except dg.Failure:
+            run.writer.abort()
+            raise
+        except LeaseLost as exc:
+            run.writer.abort()
+            raise dg.Failure(f"{run.label}: {exc} ({run.tally.sent} of {run.n} commands sent; nothing published: "
+                             "the journal tells the next run what was sent)",
+                             metadata={"commands_sent": run.tally.sent}) from None  # fmt: skip
+        except Exception as exc:
+            run.writer.abort()
+            failure = to_failure(exc, f"{run.label}: the Bitrix24 batch stopped after {run.tally.sent} of {run.n} "
+                                      "commands", chunks_done=run.tally.chunks, commands_sent=run.tally.sent)  # fmt: skip
+            if type(exc).__module__.startswith("b24_dagster"):
+                raise failure from exc  # our errors are redacted at the source
+            raise failure from None
+
+
+@contextlib.contextmanager
+def writes_checked(client: Any, before_write: Callable[[], None] | None) -> Iterator[bool]:
+    """`before_write` installed as the client's hook (see `Bitrix24Client.before_write`) for
+    the block; yields whether the client has the hook."""
+    if before_write is None or not hasattr(client, "before_write"):
+        yield False
+        return
+    previous, client.before_write = client.before_write, before_write
     try:
-        if run.settled is not None and run.settled.num_rows:
-            run.resent.append(run.settled)  # merged like the re-sent rows (lookups are in the counts)
-        _replay_journal(run)
-        offset = min(run.skip * run.chunk, run.n)
-        if offset < run.n:
-            if hooked:
-                run.client.before_write = before_write
-            else:  # a client without the hook: checked and marked before each chunk is asked for
-                locks.check()
-                if book is not None and not run.replay:  # a replayed chunk keeps its first marker
-                    book.sending(run.skip)
-            index_map = (run.base_map[offset:] if run.base_map is not None
-                         else (list(range(offset, run.n)) if offset else None))  # fmt: skip
-            # Lost creates are settled by the run itself, before their chunk is journaled.
-            chunks = run.client.batch_by_chunk(
-                run.to_send[offset:], halt_on_error=run.spec.halt_on_error, request_id=run.request_id,
-                first_chunk=run.skip, reconcile=run.spec.reconcile, reconcile_field=run.spec.reconcile_field,
-                reconcile_delay_seconds=run.spec.reconcile_delay_seconds, bulk_import=run.spec.bulk_import)  # fmt: skip
-            stream_chunks(chunks, keys=run.keys, index_map=index_map, schema=run.schema,
-                          on_chunk=lambda table: _on_chunk(run, table, locks, hooked))  # fmt: skip
-            run.counts.add(chunks.run_stats)
-            locks.check()  # a rival that took the lease over settles our journal instead
-        _flush(run)
-        if run.previous is not None:
-            _merge(run.previous, run.resent, run.writer, run.tally)
-        run.writer.close()
-    except dg.Failure:
-        run.writer.abort()
-        raise
-    except LeaseLost as exc:
-        run.writer.abort()
-        raise dg.Failure(f"{run.label}: {exc} ({run.tally.sent} of {run.n} commands sent; nothing published: "
-                         "the journal tells the next run what was sent)",
-                         metadata={"commands_sent": run.tally.sent}) from None  # fmt: skip
-    except Exception as exc:
-        run.writer.abort()
-        failure = to_failure(exc, f"{run.label}: the Bitrix24 batch stopped after {run.tally.sent} of {run.n} "
-                                  "commands", chunks_done=run.tally.chunks, commands_sent=run.tally.sent)  # fmt: skip
-        if type(exc).__module__.startswith("b24_dagster"):
-            raise failure from exc  # our errors are redacted at the source
-        raise failure from None
+        yield True
     finally:
-        if hooked:
-            run.client.before_write = previous
+        client.before_write = previous
 
 
 def _replay_journal(run: SendRun) -> None:
@@ -270,7 +279,11 @@ def _replay_journal(run: SendRun) -> None:
         _emit(run, part.cast(run.schema), sent=False)
     if run.interrupted is not None and not run.replay:
         lost = _interrupted_rows(run.to_send, run.base_map, run.keys, run.schema, run.interrupted, run.chunk)
-        lost = run.reconciled(lost, since_sent=run.book.since_sent(run.interrupted))
+        run.next_chunk = run.interrupted  # its re-sends stamp its own marker
+        try:
+            lost = run.reconciled(lost, since_sent=run.book.since_sent(run.interrupted))
+        finally:
+            run.next_chunk = run.skip
         run.book.completed(run.interrupted, lost)
         _emit(run, lost, sent=False)
 

@@ -52,7 +52,7 @@ from b24_dagster.integration._key_space import LockSettings, sync_space, write_l
 from b24_dagster.integration._lock import LeaseLost, LockHeldError, UnsupportedStore, WriteLocks
 from b24_dagster.integration._parquet import ParquetStreamWriter, read_parquet, uri_of
 from b24_dagster.integration._reconcile import wait_out_in_flight
-from b24_dagster.integration._send_step import CHUNK, ROW_GROUP_ROWS
+from b24_dagster.integration._send_step import CHUNK, ROW_GROUP_ROWS, writes_checked
 from b24_dagster.integration._sync_fields import FieldCheck
 from b24_dagster.integration._sync_plan import (
     LookupFailed,
@@ -328,32 +328,27 @@ def send(run: SyncRun, locks: WriteLocks) -> None:
         reconcile=run.sync.key_field is not None, reconcile_field=run.sync.key_field,
         reconcile_delay_seconds=run.reconcile_delay_seconds, bulk_import=run.bulk_import)  # fmt: skip
     run.run_stats = getattr(chunks, "stats", None)
-    hooked = hasattr(run.client, "before_write")
     journal = run.journal
 
     def before_write() -> None:
         locks.check()
         journal.sending(run.next_chunk, _chunk_rows(run, run.next_chunk))
 
-    if hooked:
-        previous, run.client.before_write = run.client.before_write, before_write
-    else:  # a client without the hook: checked and marked before each chunk is asked for
-        locks.check()
-        journal.sending(0, _chunk_rows(run, 0))
-    try:
-        stream_chunks(chunks, keys=None, index_map=None, schema=RESULT_SCHEMA,
-                      on_chunk=lambda table: _on_chunk(run, locks, table, hooked))  # fmt: skip
-    except dg.Failure:
-        raise
-    except LeaseLost as exc:
-        raise dg.Failure(f"{run.label}: {exc} ({len(run.outcomes)} of {len(plan_.commands)} commands sent; "
-                         "nothing published: the journal tells the next run what was sent)") from None  # fmt: skip
-    except Exception as exc:
-        raise to_failure(exc, f"{run.label}: the sync stopped after {len(run.outcomes)} of "
-                              f"{len(plan_.commands)} commands (nothing published)") from exc  # fmt: skip
-    finally:
-        if hooked:
-            run.client.before_write = previous
+    with writes_checked(run.client, before_write) as hooked:
+        try:
+            if not hooked:  # a client without the hook: checked and marked before each chunk is asked for
+                locks.check()
+                journal.sending(0, _chunk_rows(run, 0))
+            stream_chunks(chunks, keys=None, index_map=None, schema=RESULT_SCHEMA,
+                          on_chunk=lambda table: _on_chunk(run, locks, table, hooked))  # fmt: skip
+        except dg.Failure:
+            raise
+        except LeaseLost as exc:
+            raise dg.Failure(f"{run.label}: {exc} ({len(run.outcomes)} of {len(plan_.commands)} commands sent; "
+                             "nothing published: the journal tells the next run what was sent)") from None  # fmt: skip
+        except Exception as exc:
+            raise to_failure(exc, f"{run.label}: the sync stopped after {len(run.outcomes)} of "
+                                  f"{len(plan_.commands)} commands (nothing published)") from exc  # fmt: skip
 
 
 def _chunk_rows(run: SyncRun, number: int) -> list[dict[str, Any]]:

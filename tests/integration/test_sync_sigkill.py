@@ -16,6 +16,9 @@ created again. The three points:
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -133,31 +136,44 @@ def _finish(proc, timeout: float = 120) -> tuple[int, str]:
     return proc.returncode, err.decode()
 
 
-def test_two_assets_sharing_keys_started_together_never_send_twice(b24_emulator, tmp_path):
+def test_two_assets_sharing_keys_never_send_twice_the_second_fails_or_waits(b24_emulator, tmp_path):
     """Before: the lock was per asset and partition, so two assets syncing the same 800 keys
     into leads ran at once and both created them (the audit: 2,000 records for 1,000 keys).
-    Now each holds the lock of the key space (portal, crm.lead, ORIGIN_ID): started together,
-    one fails naming the other; with lock_wait_seconds the second waits, then finds every
-    record and creates none."""
-    b24_emulator.configure(latency=0.3)  # about 6 s of writes: the two overlap
-    procs = [_start(_env(b24_emulator, tmp_path, name, SIGKILL_ASSET=name)) for name in ("row_import", "row_copy")]
-    outcomes = [_finish(proc) for proc in procs]
+    Now each holds the lock of the key space (portal, crm.lead, ORIGIN_ID). The first is
+    paused mid-run (SIGSTOP, so that the others surely meet it): a second asset fails at once
+    naming it; a third, with lock_wait_seconds, waits (and says so), then finds every record
+    and creates none."""
+    b24_emulator.configure(latency=0.2)
+    first = _start(_env(b24_emulator, tmp_path, "first", SIGKILL_ASSET="row_import"))
+    try:
+        _wait_for(first, lambda: _parts(tmp_path / "data") >= 2, "the first asset to record two chunks")
+        os.kill(first.pid, signal.SIGSTOP)
+        logs = {name: tmp_path / f"{name}.log" for name in ("second", "third")}
+        procs = {}
+        for name, wait in (("second", "0"), ("third", "120")):
+            with open(logs[name], "wb") as out:
+                env = _env(b24_emulator, tmp_path, name, SIGKILL_ASSET=f"row_{name}", SIGKILL_LOCK_WAIT=wait)
+                procs[name] = subprocess.Popen([sys.executable, str(ROOT / "tests" / "integration" / "sigkill_job.py")],
+                                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=out)  # fmt: skip
+        assert procs["second"].wait(120) == 1
+        wait_for(lambda: "waiting for the lock of" in logs["third"].read_text(errors="replace"),
+                 "the third asset to wait", timeout=120)  # fmt: skip
+        os.kill(first.pid, signal.SIGCONT)
+        assert _finish(first)[0] == 0
+        assert procs["third"].wait(120) == 0, logs["third"].read_text()[-3000:]
+    finally:
+        for proc in (first, *procs.values()):
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.kill()
+                proc.wait()
     assert _keys_on_portal(b24_emulator, 2) == Counter({key: 1 for key in frame(ROWS)["external_id"]})
-    assert sorted(rc for rc, _ in outcomes) == [0, 1], [err[-2000:] for _, err in outcomes]
-    loser = next(err for rc, err in outcomes if rc == 1)
-    assert "another execution is writing crm.lead records keyed by ORIGIN_ID on http://127.0.0.1" in loser
-    winner = "row_copy" if "asset bitrix24/row_copy" in loser else "row_import"
-    assert f"asset bitrix24/{winner}" in loser  # named, with its run id, host and pid
-
-    # Waiting instead of failing: the second runs after the first, and finds every record.
-    b24_emulator.reset()
-    b24_emulator.configure(latency=0.3)
-    procs = [_start(_env(b24_emulator, tmp_path, f"{name}-2", SIGKILL_ASSET=f"{name}_2", SIGKILL_LOCK_WAIT="120"))
-             for name in ("row_import", "row_copy")]  # fmt: skip
-    outcomes = [_finish(proc) for proc in procs]
-    assert [rc for rc, _ in outcomes] == [0, 0], [err[-2000:] for _, err in outcomes]
-    assert any("waiting for the lock of crm.lead records keyed by ORIGIN_ID" in err for _, err in outcomes)
-    assert _keys_on_portal(b24_emulator, 2) == Counter({key: 1 for key in frame(ROWS)["external_id"]})
+    second = logs["second"].read_text(errors="replace")
+    assert "another execution is writing crm.lead records keyed by ORIGIN_ID on http://127.0.0.1" in second
+    assert "asset bitrix24/row_import, on " in second  # named, with its run id, host and pid
+    third = logs["third"].read_text(errors="replace")
+    assert "waiting for the lock of crm.lead records keyed by ORIGIN_ID" in third
+    assert "held by run " in third and "asset bitrix24/row_import" in third
 
 
 def test_a_chunk_held_past_the_old_reconcile_delay_is_waited_out_then_found(b24_emulator, tmp_path):
