@@ -6,7 +6,7 @@ object storage, and readers globbing ``**/*.parquet`` under the base skip it):
     <base>/<asset>.parquet                        the results of the last good run
     <base>/.<asset>.parquet.sync/state.parquet    the sync state (this module)
     <base>/.<asset>.parquet.sync/plan.parquet     the plan of the last dry run
-    <base>/.<asset>.parquet.sync/lock             the lock of the running execution
+    <base>/.<asset>.parquet.lock                  the lock of the running execution (`_key_space`)
 
 A state row per key: the portal id, a hash of the fields last applied (and those fields, to
 tell a change on the portal from one in the source), the last outcome, the failed attempts of
