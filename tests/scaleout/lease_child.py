@@ -98,7 +98,7 @@ def race(endpoint: str, bucket: str, lease: float, rounds: int, holders: Any, pe
     path = UPath(f"s3://{bucket}/.locks/race", endpoint_url=endpoint)
 
     async def late(**_: Any) -> None:
-        await asyncio.sleep(rng.uniform(0.1, 0.4) if rng.random() < 0.01 else rng.uniform(0, 0.004))
+        await asyncio.sleep(rng.uniform(0.1, 0.4) if rng.random() < 0.01 else rng.uniform(0, 0.002))
 
     def refused(http_response: Any = None, **_: Any) -> None:
         if getattr(http_response, "status_code", 200) in (409, 412):
@@ -111,7 +111,7 @@ def race(endpoint: str, bucket: str, lease: float, rounds: int, holders: Any, pe
     fs.s3.meta.events.register("after-call.s3", late)
     fs.s3.meta.events.register("after-call.s3", refused)
     while done.value < rounds:
-        lock = StepLock(path, owner=f"racer-{seed}", wait_seconds=300, lease_seconds=lease, poll_seconds=0.15)
+        lock = StepLock(path, owner=f"racer-{seed}", wait_seconds=300, lease_seconds=lease, poll_seconds=0.3)
         lock.acquire()
         try:
             lock.check()  # what a step does before each write
