@@ -4,7 +4,7 @@
     python3 dev.py demo     # make .venv, install, run the demo pipeline against the emulator
     python3 dev.py test     # make .venv, install, run the test suite (extra args go to pytest)
     python3 dev.py bench    # make .venv, install, run the benchmarks against the peers
-    python3 dev.py test-pandas2   # make .venv-pandas2 (pandas 2.2), run tests/frames and tests/integration
+    python3 dev.py test-pandas2   # make .venv-pandas2 (pandas 2.2), run the tests of the pandas-aware code
     python3 dev.py scaleout       # install the scaleout extra, run tests/scaleout (PostgreSQL, daemon, S3)
 
 Each command creates its own virtualenv in `.venv/` and installs what it needs. Both are
@@ -38,7 +38,13 @@ VENVS = {"test-pandas2": ROOT / ".venv-pandas2"}
 # (without them pip spent over 25 minutes backtracking through the dagster and dbt ranges).
 CONSTRAINTS = {"test-pandas2": ROOT / "constraints" / "pandas2.txt"}
 DEFAULT_CONSTRAINTS = ROOT / "constraints" / "dev.txt"
-PANDAS2_TESTS = ("tests/frames", "tests/integration")
+# The tests of the code that knows pandas (DataFrames to commands, results and exports back to
+# DataFrames), not the locks, SIGKILL and replica-property proofs, which pandas does not touch.
+PANDAS2_TESTS = ("tests/frames", *(f"tests/integration/test_{name}.py" for name in (
+    "result_schemas", "asset_inputs", "sync", "sync_fields", "sync_multifields_rounds", "batch_decorator",
+    "batch_asset", "stages", "schedule_downstream", "error_reasons", "bulk_import_asset", "asset_metadata",
+    "userfields_end_to_end", "reconcile", "export_decorator", "export_asset", "commands", "replica_asset",
+    "replica_deletions", "typing_translator_resource")))
 
 
 def _run(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> int:

@@ -42,16 +42,18 @@ def _rows(name: str):
     return source
 
 
-def _import(name: str, portal: str) -> dg.AssetsDefinition:
+def _import(name: str, portal: str, method: str = "crm.lead.add", field: str = "TITLE") -> dg.AssetsDefinition:
     return build_bitrix24_batch_asset(
-        name=name, method="crm.lead.add", source=_rows(name),
-        fields={"title": "TITLE", "external_id": "ORIGIN_ID"}, key_column="external_id",
+        name=name, method=method, source=_rows(name),
+        fields={"title": field, "external_id": "ORIGIN_ID"}, key_column="external_id",
         resource_key=f"bitrix24_{portal}", pool=f"bitrix24/{portal}",
     )  # fmt: skip
 
 
 import_main = _import("import_main", "main")
-import_main_b = _import("import_main_b", "main")
+# Contacts, not leads: two assets syncing one entity by one key field are one key space and never
+# write at once (the key-space lock); these two may, so the pool is what keeps them apart.
+import_main_b = _import("import_main_b", "main", "crm.contact.add", "NAME")
 import_branch = _import("import_branch", "branch")
 
 
